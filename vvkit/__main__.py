@@ -1,0 +1,3 @@
+from vvkit.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""The ``vvkit`` command line: one Typer app and its error boundary.
+
+Each command lives in ``vvkit/commands/<name>.py`` and adds itself to ``app``
+through its ``register`` function. ``main`` is the only place that turns
+errors into exit codes: a ``VvkitError`` becomes one red line on stderr and
+its ``exit_code``; Ctrl-C prints "stopped" and exits 130; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from vvkit.console import err, fail
+from vvkit.errors import VvkitError
+
+app = typer.Typer(
+    name="vvkit",
+    help="Build, run and deploy microservices that talk over Redis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+# Modules under vvkit.commands, in the order their commands appear in --help.
+COMMAND_MODULES = ("init", "new", "list", "update", "sync", "run", "call", "doctor")
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"vvkit.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"vvkit.commands.{name}":
+                continue  # NOTE: a command module not written yet; drop this once all exist.
+            raise
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Run the CLI and map errors to exit codes."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except VvkitError as exc:
+        fail(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("stopped")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

