@@ -14,6 +14,7 @@ import logging
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from vvkit.console import err, fail
 from vvkit.errors import VvkitError
@@ -50,26 +51,26 @@ def main() -> None:
     """Run the CLI and map errors to exit codes."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns the code of a typer.Exit
+        # instead of exiting, and returns None when a command just returns.
+        code = app(standalone_mode=False)
     except VvkitError as exc:
         fail(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("stopped")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("aborted")
         sys.exit(1)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except TyperException as exc:
+        # Usage errors (unknown option, invalid choice) from Typer's click.
+        if hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
-        raise
-
+        else:
+            fail(exc.format_message())
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
     main()

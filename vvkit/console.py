@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -32,9 +33,9 @@ def status(action: str, path: Path | str, root: Path | None = None) -> None:
         except ValueError:
             pass
     style = _STATUS_STYLES.get(action, "")
-    err.print(f"[{style}]{action:>10}[/]  {shown}")
+    err.print(f"[{style}]{action:>10}[/]  {escape(str(shown))}")
 
 
 def fail(message: str) -> None:
     """Print an error as one red line on stderr."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
