@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,17 +85,19 @@ def shared_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def shared_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def shared_database_url() -> Iterator[str]:
     """URL of the maintenance database of the PostgreSQL server the session shares."""
     url = os.environ.get("VV_TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
     if _postgres_answers(url):
         yield url
         return
-    server = PostgresServer(tmp_path_factory.mktemp("shared-postgres")).start()
+    folder = Path(tempfile.mkdtemp(prefix="vvkit-test-postgres-"))
+    server = PostgresServer(folder).start()
     try:
         yield server.url()
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -139,15 +143,20 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]
 
 
 @pytest.fixture
-def postgres_server_factory(tmp_path: Path) -> Iterator[Callable[..., PostgresServer]]:
+def postgres_server_factory() -> Iterator[Callable[..., PostgresServer]]:
     """Start private PostgreSQL servers for tests that stop or restart PostgreSQL."""
+    # Not under tmp_path: pytest makes its base folder private (mode 0700)
+    # at every session start, which locks out the unprivileged user that
+    # PostgreSQL runs as when the tests run as root.
+    folder = Path(tempfile.mkdtemp(prefix="vvkit-test-postgres-"))
     started: list[PostgresServer] = []
 
     def start(**options) -> PostgresServer:
-        server = PostgresServer(tmp_path / f"postgres-{len(started)}", **options).start()
+        server = PostgresServer(folder / f"postgres-{len(started)}", **options).start()
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
