@@ -23,9 +23,6 @@ from collections.abc import Iterator
 from importlib import metadata, resources
 from pathlib import Path
 
-import copier
-from copier.errors import CopierError
-
 from vvkit.errors import VvkitError
 
 BUILTIN_BLUEPRINTS = ("service", "api")
@@ -127,6 +124,9 @@ def blueprint_source(blueprint: str) -> tuple[str, str]:
 
 def render(blueprint: str, destination: Path, data: dict[str, str], interactive: bool) -> None:
     """Copy ``blueprint`` into ``destination``, which must not exist yet."""
+    import copier  # imported here: it costs a quarter second at every CLI start
+    from copier.errors import CopierError
+
     source, recorded = blueprint_source(blueprint)
     answers = {"blueprint": recorded, **data}
     try:
@@ -140,6 +140,9 @@ def render(blueprint: str, destination: Path, data: dict[str, str], interactive:
 
 def update(destination: Path, interactive: bool) -> None:
     """Merge the newest version of the component's blueprint into ``destination``."""
+    import copier
+    from copier.errors import CopierError
+
     answers = destination / ".copier-answers.yml"
     if not answers.exists():
         raise BlueprintError(f"{answers} is missing: {destination} was not made by vvkit new, so it cannot be updated")

