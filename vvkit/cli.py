@@ -35,13 +35,7 @@ COMMAND_MODULES = ("init", "new", "list", "update", "sync", "run", "call", "doct
 
 def _register_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"vvkit.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"vvkit.commands.{name}":
-                continue  # NOTE: a command module not written yet; drop this once all exist.
-            raise
-        module.register(app)
+        importlib.import_module(f"vvkit.commands.{name}").register(app)
 
 
 _register_commands()
