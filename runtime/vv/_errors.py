@@ -57,7 +57,7 @@ class TransportError(VVError):
 
 
 class QueueFullError(TransportError):
-    """The target's request stream holds its maximum of unread requests."""
+    """The target's request stream contains its maximum of unread requests."""
 
 
 class StorageError(VVError):
@@ -76,8 +76,12 @@ class RemoteError(VVError):
             self.code = code
 
     def to_reply(self) -> dict[str, object]:
-        """Return the ``error`` object of the reply that carries this error."""
-        return {"code": self.code, "text": self.text}
+        """Return the ``error`` object of the reply that carries this error.
+
+        ``type`` names the class so that errors sharing a code (RemoteError
+        and DeadLettered are both 500) are rebuilt as the same class.
+        """
+        return {"code": self.code, "text": self.text, "type": type(self).__name__}
 
 
 class InvalidRequest(RemoteError):
@@ -114,11 +118,20 @@ _ERRORS_BY_CODE: dict[int, type[RemoteError]] = {
 }
 
 
+_ERRORS_BY_NAME: dict[str, type[RemoteError]] = {
+    cls.__name__: cls for cls in (RemoteError, DeadLettered, *_ERRORS_BY_CODE.values())
+}
+
+
 def error_from_reply(error: dict[str, object]) -> RemoteError:
-    """Rebuild the exception that a reply's ``error`` object describes."""
+    """Rebuild the exception that a reply's ``error`` object describes.
+
+    The class comes from ``type`` when it names a known class, else from
+    ``code``; an unknown code gives a RemoteError carrying that code.
+    """
     code = error.get("code", 500)
     text = str(error.get("text", "remote error without text"))
     if not isinstance(code, int):
         code = 500
-    cls = _ERRORS_BY_CODE.get(code, RemoteError)
+    cls = _ERRORS_BY_NAME.get(str(error.get("type")), None) or _ERRORS_BY_CODE.get(code, RemoteError)
     return cls(text, code=code)
