@@ -383,7 +383,17 @@ class Client:
         while True:
             try:
                 if multi_pop:
-                    replies = await self._pop_many(block_s)
+                    try:
+                        replies = await self._pop_many(block_s)
+                    except REDIS_DOWN:
+                        raise
+                    except redis_errors.RedisError as exc:
+                        # Redis before 7.0 has no BLMPOP: the server rejects
+                        # it, or the cluster client finds it missing from
+                        # COMMAND and raises a plain RedisError itself.
+                        multi_pop = False
+                        logger.info("reply reader %s: BLMPOP failed (%s); reading with BLPOP", self.reply_key, exc)
+                        continue
                 else:
                     replies = await self._pop_one_then_rest(block_s)
                 for reply in replies:
@@ -393,10 +403,7 @@ class Client:
                     # before this task issues the next blocking read.
                     await asyncio.sleep(0)
                 backoff.reset()
-            except redis_errors.ResponseError as exc:
-                if multi_pop and "unknown command" in str(exc).lower():
-                    multi_pop = False  # Redis before 7.0 has no BLMPOP
-                    continue
+            except redis_errors.ResponseError:
                 logger.exception("reply reader %s: Redis rejected the read", self.reply_key)
                 await backoff.sleep()
             except REDIS_DOWN as exc:

@@ -105,7 +105,7 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
         task.cancel()
         await asyncio.wait({task}, timeout=0.1)
     if task is not None and not task.cancelled() and task.exception() is not None:
-        logger.warning("task %s ended with an error: %r", task.get_name(), task.exception())
+        logger.warning("task %s ended with an error: %s: %s", task.get_name(), type(task.exception()).__name__, task.exception())
 
 
 def redacted(url: str) -> str:
