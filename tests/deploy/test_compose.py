@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,15 @@ def test_keys_sorted(shop: Path):
 
     assert unsorted_mappings(document) == []
     assert document["volumes"] == {name: {} for name in sorted(document["volumes"])}
+
+
+def test_repository_compose_file_is_current():
+    # The committed docker-compose.yml of this repository must be what
+    # `vvkit sync` writes today, so that `vvkit up` under Docker runs the
+    # services as they are.
+    result = subprocess.run(
+        [sys.executable, "-m", "vvkit", "sync", "--check", "--workspace", str(REPOSITORY)],
+        capture_output=True, text=True, timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
