@@ -191,7 +191,9 @@ def test_starter_test_passes(workspace, run_vvkit, shared_redis_url):
     assert "2 passed" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["init", "new", "list", "update"])
+@pytest.mark.parametrize(
+    "command", ["init", "new", "list", "update", "sync", "up", "down", "ps", "logs", "call", "doctor"]
+)
 def test_help_describes_every_option(run_vvkit, command):
     result = run_vvkit(command, "--help", check=True)
     options = [line for line in result.stdout.splitlines() if line.strip().startswith("-")]
