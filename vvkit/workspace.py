@@ -50,23 +50,26 @@ class Component:
 
 @dataclass
 class Workspace:
-    """A vvkit workspace rooted at ``root``."""
+    """A vvkit workspace rooted at ``root``.
+
+    ``vvkit.toml`` is parsed on first use of ``settings``, so that commands
+    which only need the root (``down``, ``ps``, ``logs``) still work while
+    the file has a syntax error.
+    """
 
     root: Path
-    settings: dict = field(default_factory=dict)
+    _settings: dict | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, root: Path) -> Workspace:
-        config = root / CONFIG_FILE
-        try:
-            settings = tomllib.loads(config.read_text())
-        except FileNotFoundError:
+        """Return the workspace rooted at ``root``; raise if it has no ``vvkit.toml``."""
+        if not root.is_dir():
+            raise WorkspaceNotFound(f"workspace folder {root} does not exist: check --workspace, or create one with 'vvkit init DIR'")
+        if not (root / CONFIG_FILE).is_file():
             raise WorkspaceNotFound(
                 f"{root} is not a vvkit workspace: {CONFIG_FILE} is missing; create one with 'vvkit init DIR'"
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise VvkitError(f"invalid {config}: {exc}; fix the TOML syntax") from exc
-        return cls(root=root.resolve(), settings=settings)
+            )
+        return cls(root=root.resolve())
 
     @classmethod
     def find(cls, start: Path | None = None) -> Workspace:
@@ -79,6 +82,17 @@ class Workspace:
             f"no {CONFIG_FILE} in {here} or any folder above it: run inside a workspace, "
             "pass --workspace DIR, or create one with 'vvkit init DIR'"
         )
+
+    @property
+    def settings(self) -> dict:
+        """The parsed ``vvkit.toml``; raise ``VvkitError`` naming the line of a syntax error."""
+        if self._settings is None:
+            config = self.root / CONFIG_FILE
+            try:
+                self._settings = tomllib.loads(config.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise VvkitError(f"invalid {config}: {exc}; fix the TOML syntax") from exc
+        return self._settings
 
     @property
     def services_dir(self) -> Path:
