@@ -12,11 +12,13 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from importlib import metadata
+from typing import Annotated
 
 import typer
 from typer.exceptions import TyperException
 
-from vvkit.console import err, fail
+from vvkit.console import err, fail, out
 from vvkit.errors import VvkitError
 
 app = typer.Typer(
@@ -39,6 +41,22 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"vvkit {metadata.version('vvkit')} (runtime {metadata.version('vvkit-runtime')})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the versions of vvkit and its runtime, then exit.",
+                           callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Build, run and deploy microservices that talk over Redis."""
 
 
 def main() -> None:

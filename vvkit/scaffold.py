@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from importlib import metadata, resources
 from pathlib import Path
 
+import yaml
+
 from vvkit.errors import VvkitError
 
 BUILTIN_BLUEPRINTS = ("service", "api")
@@ -117,9 +119,24 @@ def blueprint_source(blueprint: str) -> tuple[str, str]:
         return str(path.resolve()), path.name
     if "://" in blueprint or blueprint.startswith("git@"):
         return blueprint, blueprint
+    if "/" in blueprint or blueprint.startswith("."):
+        raise BlueprintError(f"blueprint folder {blueprint!r} not found: check the path, or use one of {', '.join(BUILTIN_BLUEPRINTS)}")
     raise BlueprintError(
         f"unknown blueprint {blueprint!r}: use one of {', '.join(BUILTIN_BLUEPRINTS)}, a folder or a git URL"
     )
+
+
+def blueprint_questions(blueprint: str) -> list[str] | None:
+    """Return the question names of a local blueprint's copier.yml, or None for a remote one."""
+    if blueprint in BUILTIN_BLUEPRINTS:
+        folder = builtin_blueprint_dir(blueprint)
+    else:
+        folder = Path(blueprint).expanduser()
+    config = next((folder / name for name in ("copier.yml", "copier.yaml") if (folder / name).is_file()), None)
+    if config is None:
+        return None
+    questions = yaml.safe_load(config.read_text()) or {}
+    return [key for key in questions if not key.startswith("_")]
 
 
 def render(blueprint: str, destination: Path, data: dict[str, str], interactive: bool) -> None:

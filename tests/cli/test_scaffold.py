@@ -200,3 +200,66 @@ def test_help_describes_every_option(run_vvkit, command):
     assert options
     for line in options:
         assert len(line.split("  ")) > 1 or "--help" in line, line
+
+
+@pytest.mark.parametrize(
+    ("pair", "expected"),
+    [
+        ("class_name=123", "class_name='123'"),
+        ("class_name=class", "class_name='class'"),
+        ("colour=blue", "unknown --data key 'colour'"),
+        ("app=other", "vvkit sets 'app' itself"),
+        ("component=other", "vvkit sets 'component' itself"),
+    ],
+)
+def test_new_rejects_invalid_data(workspace, run_vvkit, pair, expected):
+    before = snapshot(workspace)
+    result = run_vvkit("new", "shop/machine", "--data", pair, cwd=workspace)
+
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert snapshot(workspace) == before
+
+
+def test_new_interactive_without_terminal_fails(workspace, run_vvkit):
+    result = run_vvkit("new", "shop/machine", "--interactive", cwd=workspace)
+
+    assert result.returncode == 1
+    assert "--data" in result.stderr
+    assert not (workspace / "services" / "shop").exists()
+
+
+def test_new_missing_blueprint_folder_named(workspace, run_vvkit):
+    result = run_vvkit("new", "shop/machine", "--blueprint", "./no-such-blueprint", cwd=workspace)
+
+    assert result.returncode == 1
+    assert "'./no-such-blueprint' not found" in result.stderr
+
+
+def test_list_shows_class_from_source(workspace, run_vvkit):
+    run_vvkit("new", "shop/machine", "--data", "class_name=Brewer", cwd=workspace, check=True)
+    rows = json.loads(run_vvkit("list", "--json", cwd=workspace, check=True).stdout)
+
+    assert rows[0]["class"] == "Brewer"
+
+
+def test_init_inside_services_rejected(workspace, run_vvkit):
+    result = run_vvkit("init", "services/inner", cwd=workspace)
+
+    assert result.returncode == 1
+    assert "inside the services/ folder" in result.stderr
+    assert not (workspace / "services" / "inner").exists()
+
+
+def test_workspace_option_missing_folder(tmp_path, run_vvkit):
+    result = run_vvkit("list", "--workspace", str(tmp_path / "absent"))
+
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+
+
+def test_version_names_both_distributions(run_vvkit):
+    result = run_vvkit("--version", check=True)
+
+    assert result.stdout.startswith("vvkit 0.")
+    assert "runtime" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Annotated
 import typer
 
 from vvkit.console import err, status
-from vvkit.errors import AlreadyExists
+from vvkit.errors import AlreadyExists, VvkitError
 from vvkit.workspace import CONFIG_FILE, SERVICES_DIR
 
 VVKIT_TOML = """\
@@ -52,6 +53,16 @@ def workspace_name(folder: Path) -> str:
     return label if label[:1].isalpha() else f"ws-{label}".rstrip("-")
 
 
+def _check_not_in_services(root: Path) -> None:
+    # A workspace inside another one's services/ would be scanned as an app
+    # of the outer workspace and break its sync.
+    for parent in root.parents:
+        if (parent / CONFIG_FILE).is_file() and root.is_relative_to(parent / SERVICES_DIR):
+            raise VvkitError(
+                f"{root} is inside the services/ folder of the workspace {parent}; create the workspace elsewhere"
+            )
+
+
 def _git_init(root: Path) -> None:
     # Copier's update needs the workspace under git; do not nest a
     # repository inside an existing one.
@@ -73,6 +84,7 @@ def init(
     config = root / CONFIG_FILE
     if config.exists():
         raise AlreadyExists(f"{config} already exists: {root} is a workspace already; nothing was changed")
+    _check_not_in_services(root)
 
     root.mkdir(parents=True, exist_ok=True)
     (root / SERVICES_DIR).mkdir(exist_ok=True)
@@ -85,7 +97,10 @@ def init(
         status("create", gitignore, root.parent)
     _git_init(root)
 
-    err.print(f"\nWorkspace {name} is ready. Next: cd {directory} && vvkit new {name}/hello")
+    if name != root.name:
+        err.print(f"workspace name {name!r}, made from the folder name {root.name!r} (edit it in {CONFIG_FILE})")
+    change_dir = "" if root == Path.cwd().resolve() else f"cd {shlex.quote(str(directory))} && "
+    err.print(f"\nWorkspace {name} is ready. Next: {change_dir}vvkit new {name}/hello")
 
 
 def register(app: typer.Typer) -> None:

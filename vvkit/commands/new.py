@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import keyword
+import sys
 from typing import Annotated
 
 import typer
@@ -14,6 +16,10 @@ from vvkit.options import WorkspaceOption, open_workspace
 from vvkit.workspace import Workspace
 
 
+# Answers that vvkit derives itself and that --data may not override.
+DERIVED_ANSWERS = ("app", "component", "blueprint")
+
+
 def parse_data(pairs: list[str]) -> dict[str, str]:
     """Turn ``KEY=VALUE`` strings into a dict; raise for a pair without ``=``."""
     data = {}
@@ -23,6 +29,19 @@ def parse_data(pairs: list[str]) -> dict[str, str]:
             raise VvkitError(f"invalid --data {pair!r}: write it as KEY=VALUE, for example --data description='Sells coffee'")
         data[key] = value
     return data
+
+
+def check_data(data: dict[str, str], questions: list[str] | None) -> None:
+    """Reject answers that vvkit sets itself, unknown questions and an invalid class name."""
+    for key in data:
+        if key in DERIVED_ANSWERS:
+            raise VvkitError(f"invalid --data {key}=...: vvkit sets {key!r} itself from APP/COMPONENT and --blueprint")
+        if questions is not None and key not in questions:
+            known = ", ".join(q for q in questions if q not in DERIVED_ANSWERS)
+            raise VvkitError(f"unknown --data key {key!r}: the blueprint asks for {known}")
+    name = data.get("class_name")
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+        raise VvkitError(f"invalid --data class_name={name!r}: use a Python class name such as CoffeeMachine")
 
 
 def _check_free(workspace: Workspace, app: str, component: str) -> None:
@@ -55,6 +74,9 @@ def new(
     """Create services/APP/COMPONENT/ from a blueprint."""
     app_name, component = parse_component_path(path)
     answers = parse_data(data or [])
+    check_data(answers, scaffold.blueprint_questions(blueprint))
+    if interactive and not sys.stdin.isatty():
+        raise VvkitError("--interactive needs a terminal on stdin; pass answers with --data KEY=VALUE instead")
     ws = open_workspace(workspace)
     _check_free(ws, app_name, component)
 

@@ -16,7 +16,7 @@ from vvkit.options import WorkspaceOption, open_workspace
 def update(
     paths: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[APP/COMPONENT]...", help="Components to update. Default: every component.", show_default=False),
+        typer.Argument(metavar="APP/COMPONENT", help="Components to update. Default: every component.", show_default=False),
     ] = None,
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="Ask the blueprint's new questions instead of taking their defaults.")
