@@ -61,6 +61,22 @@ CASES = [
     ("bad folder name", {"shop/Bad_Name": {"service.py": "from vv import Service\nclass X(Service): ...\n"}}, None, ["'Bad_Name'", "rename the folder"]),
     ("few redis nodes", {"shop/user": {}}, DEFAULT_TOML.replace("nodes = 6", "nodes = 2"), ["vvkit.toml", "redis.nodes", "at least 3"]),
     ("wrong toml type", {"shop/user": {}}, DEFAULT_TOML.replace("port = 8080", 'port = "8080"'), ["api.port", "expected int"]),
+    (
+        "unknown toml key",
+        {"shop/user": {}},
+        DEFAULT_TOML.replace("cluster = true", "clustr = false"),
+        ["vvkit.toml", "'redis.clustr'", "unknown key", "cluster, nodes", "did you mean 'cluster'"],
+    ),
+    (
+        "unknown toml table",
+        {"shop/user": {}},
+        DEFAULT_TOML.replace("[redis]", "[rediss]"),
+        ["vvkit.toml", "'rediss'", "unknown table", "workspace, registry, redis, api, kubernetes"],
+    ),
+    ("misspelt workspace table", {"shop/user": {}}, DEFAULT_TOML.replace("[workspace]", "[workspce]"), ["vvkit.toml", "'workspce'", "unknown table"]),
+    ("top-level toml key", {"shop/user": {}}, 'nodes = 3\n' + DEFAULT_TOML, ["vvkit.toml", "'nodes'", "unknown top-level key"]),
+    ("nested toml table", {"shop/user": {}}, DEFAULT_TOML + "[api.tls]\ncert = 'x'\n", ["vvkit.toml", "'api.tls'", "unknown key", "api keys: port"]),
+    ("toml key without table", {"shop/user": {}}, "[kubernetes]\nnamespace = 'x'\nport = 80\n", ["'kubernetes.port'", "namespace, ingress_host"]),
 ]
 
 

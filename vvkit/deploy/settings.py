@@ -1,7 +1,8 @@
 """Workspace-wide deployment settings read from ``vvkit.toml``.
 
-Each table and key is optional; a missing one takes its default. A key of
-the wrong type is rejected with its dotted path, such as ``api.port``.
+Each table and key is optional; a missing one takes its default. An unknown
+table or key (often a typo such as ``redis.clustr``) and a key of the wrong
+type are rejected with their dotted path, such as ``api.port``.
 
 =========================  =========================================  ==================
 key                        meaning                                    default
@@ -19,6 +20,7 @@ kubernetes.ingress_host    host of an Ingress for each ``api``        no Ingress
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,15 @@ DEFAULT_REDIS_NODES = 6
 # redis-cli --cluster create refuses fewer than three masters.
 MIN_REDIS_NODES = 3
 DEFAULT_API_HOST_PORT = 8080
+
+# The tables and keys of vvkit.toml, in the order of the table above.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "workspace": ("name",),
+    "registry": ("host", "tag"),
+    "redis": ("cluster", "nodes"),
+    "api": ("port",),
+    "kubernetes": ("namespace", "ingress_host"),
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class DeploySettings:
 def read_settings(workspace: Workspace) -> DeploySettings:
     """Read and check the deployment keys of ``vvkit.toml``; raise ``InvalidConfig`` naming the key."""
     reader = _TomlReader(workspace.root / CONFIG_FILE, workspace.settings)
+    reader.check_known_keys()
     name = reader.get("workspace", "name", str, workspace.root.name)
     settings = DeploySettings(
         name=name,
@@ -83,6 +95,18 @@ class _TomlReader:
         self.path = path
         self.settings = settings
 
+    def check_known_keys(self) -> None:
+        """Reject a table or key that is not in ``KNOWN_KEYS``, suggesting the closest known name."""
+        for table, section in self.settings.items():
+            if table not in KNOWN_KEYS:
+                kind = "table" if isinstance(section, dict) else "top-level key"
+                self.fail(table, None, _unknown(kind, table, KNOWN_KEYS, "tables"))
+            if not isinstance(section, dict):
+                self.fail(table, None, "expected a table")
+            for key in section:
+                if key not in KNOWN_KEYS[table]:
+                    self.fail(table, key, _unknown("key", key, KNOWN_KEYS[table], f"{table} keys"))
+
     def get(self, table: str, key: str, kind: type, default):
         section = self.settings.get(table, {})
         if not isinstance(section, dict):
@@ -96,3 +120,9 @@ class _TomlReader:
     def fail(self, table: str, key: str | None, problem: str):
         # Dotted TOML key paths, "api.port": square brackets would read as Rich markup.
         raise InvalidConfig(self.path, f"{table}.{key}" if key else table, None, problem)
+
+
+def _unknown(kind: str, name: str, known, known_label: str) -> str:
+    message = f"unknown {kind}; known {known_label}: {', '.join(known)}"
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"{message} (did you mean {close[0]!r}?)" if close else message
