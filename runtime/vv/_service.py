@@ -43,7 +43,7 @@ from vv._rpc import (
 )
 from vv._transport import Outbox, Slots, StreamConsumer, close_client, connect, now_ms
 
-__all__ = ["Service", "ServiceRunner", "State", "class_component_name", "validate_name"]
+__all__ = ["Service", "ServiceRunner", "State", "class_component_name", "no_http_endpoint_text", "validate_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,16 @@ def validate_name(kind: str, name: str) -> str:
             "starting with a letter, at most 63 characters"
         )
     return name
+
+
+def no_http_endpoint_text(http_method: str, method: str) -> str:
+    """Return the 404 text for an HTTP request naming a method that is absent or not reachable over HTTP.
+
+    Both cases get the same text, so an HTTP client cannot tell an internal
+    method from a missing one. The gateway compares a 404 against this text
+    to tell it from a 404 raised by a handler, such as an unknown record.
+    """
+    return f"no HTTP endpoint {http_method.upper()} for RPC {method!r}"
 
 
 def class_component_name(cls: type) -> str:
@@ -387,7 +397,9 @@ class ServiceRunner:
         service = self.service
         found = service._vv_rpcs.get(request.method)
         # A method the gateway may not reach looks absent to it, like an unknown one.
-        if found is None or (request.http_method and found[0].http is None):
+        if request.http_method and (found is None or found[0].http is None):
+            raise NotFound(no_http_endpoint_text(request.http_method, request.method))
+        if found is None:
             raise NotFound(f"no RPC method {request.method!r} on service {service.service_id}")
         spec, attribute = found
         if request.http_method and not spec.accepts(request.http_method):

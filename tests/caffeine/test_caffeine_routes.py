@@ -438,9 +438,10 @@ async def test_stats_routes_reject_other_methods(shared_caffeine):
     ("method", "path", "text"),
     [
         ("GET", "/teapot/list", "unknown service 'teapot'"),
-        ("GET", "/user/delete/1", "no RPC method 'delete'"),
-        ("GET", "/user/health", "no RPC method 'health'"),
-        ("GET", "/stats/on/coffee", "no RPC method 'on_coffee'"),
+        ("GET", "/user/delete/1", "no HTTP endpoint GET /user/delete/1"),
+        ("GET", "/user/health", "no HTTP endpoint GET /user/health"),
+        ("POST", "/machine/health", "no HTTP endpoint POST /machine/health"),
+        ("GET", "/stats/on/coffee", "no HTTP endpoint GET /stats/on/coffee"),
         ("GET", "/user/_record_get/1", "neither a word nor a number"),
         ("GET", "/api/list", "unknown service 'api'"),
         ("GET", "/", "the path names no service"),

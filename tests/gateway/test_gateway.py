@@ -139,7 +139,25 @@ async def test_internal_method_hidden(gateway):
     status, body = await fetch(session, "GET", url + "/echo/internal")
 
     assert status == 404
-    assert "no RPC method 'internal'" in body["error_text"]
+    assert body == {"error_code": 404, "error_text": "no HTTP endpoint GET /echo/internal"}
+
+
+async def test_absent_method_names_route(gateway):
+    url, session = gateway
+
+    status, body = await fetch(session, "POST", url + "/echo/absent/3")
+
+    assert status == 404
+    assert body == {"error_code": 404, "error_text": "no HTTP endpoint POST /echo/absent/3"}
+
+
+async def test_builtin_health_hidden(gateway):
+    url, session = gateway
+
+    status, body = await fetch(session, "GET", url + "/echo/health")
+
+    assert status == 404
+    assert body == {"error_code": 404, "error_text": "no HTTP endpoint GET /echo/health"}
 
 
 async def test_method_not_allowed_names_accepted(gateway):

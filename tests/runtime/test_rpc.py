@@ -113,9 +113,18 @@ async def test_http_method_checks(redis_url, app_name):
         put = await svc.client.call(target, "request", kwargs={"name": "M1"}, http_method="PUT")
         with pytest.raises(MethodNotAllowed, match="POST, PUT") as wrong_method:
             await svc.client.call(target, "request", kwargs={"name": "M1"}, http_method="GET")
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound) as internal:
             await svc.client.call(target, "internal", http_method="GET")
+        with pytest.raises(NotFound) as absent:
+            await svc.client.call(target, "absent", http_method="GET")
         assert await svc.client.call(target, "internal") == "internal"
+        with pytest.raises(NotFound) as absent_rpc:
+            await svc.client.call(target, "absent")
+
+    assert absent_rpc.value.text == f"no RPC method 'absent' on service {target}"
+    # Over HTTP an internal method reads exactly like an absent one.
+    assert internal.value.text == "no HTTP endpoint GET for RPC 'internal'"
+    assert absent.value.text == "no HTTP endpoint GET for RPC 'absent'"
 
     assert put == {"name": "M1", "caffeine": 10}
     assert wrong_method.value.code == 405

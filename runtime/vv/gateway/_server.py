@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from vv._errors import RemoteError, TransportError
+from vv._errors import NotFound, RemoteError, TransportError
+from vv._service import no_http_endpoint_text
 from vv.gateway._envelope import error_body, success_body
 from vv.gateway._routes import Route, merge_kwargs, parse_body, parse_path, parse_query
 
@@ -109,6 +110,11 @@ class _Handlers:
             result = await self._call(
                 route.service, route.method, route.args, kwargs, timeout_s=self._timeout_s, http_method=request.method
             )
+        except NotFound as exc:
+            # The service's text names the RPC; the client only knows the route it requested.
+            if exc.text == no_http_endpoint_text(request.method, route.method):
+                exc = NotFound(f"no HTTP endpoint {request.method} {request.path}")
+            return _error_response(exc)
         except RemoteError as exc:
             return _error_response(exc)
         except TransportError as exc:
