@@ -10,6 +10,8 @@ import asyncio
 import importlib.util
 import itertools
 import json
+import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +157,37 @@ async def test_duration_stops_the_load(serve):
     assert report["buys_ok"] == gateway.requests["buy"]
 
 
+async def test_round_log_counts_failures(serve, caplog):
+    gateway = FakeGateway(buy_statuses=[200, 500, 404, 500, 503])
+    url = await serve(gateway)
+
+    with caplog.at_level(logging.INFO, logger=heavydrinker.logger.name):
+        await heavydrinker.run_load(heavydrinker.LoadOptions(url, factor=2, concurrency=1, rounds=1))
+
+    [line] = [record.getMessage() for record in caplog.records if "round 1 in" in record.getMessage()]
+    assert "5 users, 2 machines, 10 buys sent, 6 ok, 4 failed" in line
+    assert "cut short" not in line
+
+
+async def test_round_log_names_time_limit(serve, caplog):
+    gateway = FakeGateway()
+    url = await serve(gateway)
+
+    with caplog.at_level(logging.INFO, logger=heavydrinker.logger.name):
+        report = await heavydrinker.run_load(heavydrinker.LoadOptions(url, factor=1000, concurrency=2, duration_s=0.3))
+
+    lines = [record.getMessage() for record in caplog.records if " buys sent, " in record.getMessage()]
+    assert len(lines) == report["rounds"]
+    last = re.search(r"(\d+) buys sent, (\d+) ok, (\d+) failed .*; cut short by the time limit: "
+                     r"(\d+) of (\d+) planned buys not sent$", lines[-1])
+    assert last, lines[-1]
+    sent, ok, failed, not_sent, planned = map(int, last.groups())
+    assert sent == gateway.requests["buy"]
+    assert ok == sent
+    assert failed == 0
+    assert sent + not_sent == planned == 5000
+
+
 def test_options_reject_invalid_values():
     with pytest.raises(ValueError, match="invalid concurrency 0"):
         heavydrinker.LoadOptions(concurrency=0)
@@ -199,7 +232,7 @@ async def test_program_writes_json_report(serve, tmp_path):
 
     assert process.returncode == 0, stderr.decode()
     assert "errors by status: none" in stdout.decode()
-    assert "heavydrinker round 1: 5 users, 2 machines, 10 of 10 buys ok" in stderr.decode()
+    assert "5 users, 2 machines, 10 buys sent, 10 ok, 0 failed" in stderr.decode()
     report = json.loads(report_path.read_text())
     assert report["buys_ok"] == 10
     logins = [body["login"] for body in gateway.bodies if "login" in body]

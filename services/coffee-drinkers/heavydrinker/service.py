@@ -168,6 +168,7 @@ class Drinker:
         self.recorder = Recorder()
         self.user_ids: list[int] = []
         self.machine_ids: list[int] = []
+        self.buys_sent = 0
         self.buys_ok = 0
         self.report: dict[str, Any] = {}
         self._failures = 0
@@ -214,6 +215,7 @@ class Drinker:
     async def buy(self) -> None:
         user_id = random.choice(self.user_ids)
         machine_id = random.choice(self.machine_ids)
+        self.buys_sent += 1
         bought = await self.send("PUT /coffee/buy", "PUT", f"/coffee/buy/{user_id}/{machine_id}")
         if bought:
             self.buys_ok += 1
@@ -231,23 +233,33 @@ class Drinker:
     async def round(self, number: int) -> int:
         """Run one round and return how many of its requests succeeded."""
         started = time.perf_counter()
-        buys_before = self.buys_ok
+        sent_before, ok_before = self.buys_sent, self.buys_ok
         users_before, machines_before = len(self.user_ids), len(self.machine_ids)
 
         await self._bounded([self.add_user] * USERS_PER_ROUND + [self.add_machine] * MACHINES_PER_ROUND)
-        buys = self.options.factor * len(self.user_ids)
+        planned = 0
         if self.user_ids and self.machine_ids:
+            planned = self.options.factor * len(self.user_ids)
             buys_started = time.perf_counter()
-            await self._bounded([self.buy] * buys)
+            await self._bounded([self.buy] * planned)
             self.buy_phase_s += time.perf_counter() - buys_started
 
         elapsed_s = max(time.perf_counter() - started, 1e-9)
-        bought = self.buys_ok - buys_before
-        logger.info(
-            "heavydrinker round %d: %d users, %d machines, %d of %d buys ok in %.2f s (%.0f buys/s)",
-            number, len(self.user_ids), len(self.machine_ids), bought, buys, elapsed_s, bought / elapsed_s,
-        )
+        sent = self.buys_sent - sent_before
+        bought = self.buys_ok - ok_before
+        self._log_round(number, planned, sent, bought, elapsed_s)
         return bought + len(self.user_ids) - users_before + len(self.machine_ids) - machines_before
+
+    def _log_round(self, number: int, planned: int, sent: int, bought: int, elapsed_s: float) -> None:
+        line = (
+            f"heavydrinker round {number} in {elapsed_s:.2f} s: {len(self.user_ids)} users, "
+            f"{len(self.machine_ids)} machines, {sent} buys sent, {bought} ok, {sent - bought} failed "
+            f"({bought / elapsed_s:.0f} ok/s)"
+        )
+        # Only the deadline stops a round before it has sent every planned buy.
+        if sent < planned:
+            line += f"; cut short by the time limit: {planned - sent} of {planned} planned buys not sent"
+        logger.info("%s", line)
 
     async def run(self) -> dict[str, Any]:
         """Run rounds until the duration or the round count is reached, and return the report."""
