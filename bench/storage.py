@@ -9,21 +9,25 @@ turns with the other implementations:
 
     vvkit-hot        Records.get of a record whose copy is in Redis
     vvkit-cold       Records.get of a record missing from Redis (PostgreSQL read, Redis refill)
-    vvkit-add        Records.add: PostgreSQL INSERT, Redis script, record event (XADD)
+    vvkit-add        Records.add: PostgreSQL INSERT, then one Redis script that writes the
+                     copy and appends the record event
     redis-hgetall    redis-py HGETALL of a hash with the same fields (the hot floor)
     asyncpg-select   asyncpg SELECT by primary key (the cold floor)
     asyncpg-insert   asyncpg INSERT ... RETURNING id (the add floor)
 
-The record event is sent with a plain XADD to the service's event stream,
-which is the Redis command a service's emit uses; the bench does not run a
-Service. A cold row stops early when it runs out of records that are not
-in Redis; its ops_per_s counts only the time it ran.
+The storage belongs to an instance of a Service subclass that is never
+run, so record events take the path of a running service: the write script
+appends them to the service's event stream. The storage uses the bench's
+Redis client, which has no socket timeout. A cold row stops early when it
+runs out of records that are not in Redis; its ops_per_s counts only the
+time it ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import json
 import shutil
@@ -40,7 +44,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio
 
-from vv._keys import ServiceKeys
+from vv import Service, TransportSettings
 from vv.storage import Entity, Field, open_storage
 from vvkit.local.servers import PostgresServer, RedisServer
 
@@ -62,20 +66,10 @@ SAMPLE = {"name": "Ann Example", "level": 3, "score": 0.25, "active": True}
 EVENTS_MAXLEN = 10_000
 
 
-class StreamEmitter:
-    """The service side of the bench: events go to the service's stream with XADD."""
+class Member(Service):
+    """The service that owns the bench's storage; the bench never runs it."""
 
-    def __init__(self, client: Any, keys: ServiceKeys) -> None:
-        self.client = client
-        self.keys = keys
-        self.entity = ENTITY
-
-    async def emit(self, event: str, payload: dict) -> None:
-        fields = {"event": event, "data": json.dumps(payload)}
-        await self.client.xadd(self.keys.events, fields, maxlen=EVENTS_MAXLEN, approximate=True)
-
-    async def call(self, component: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("the bench entity has no references")
+    entity = ENTITY
 
 
 @dataclass
@@ -124,12 +118,14 @@ class Bench:
     def __init__(self, redis_url: str, database_url: str) -> None:
         self.redis_url = redis_url
         self.database_url = database_url
-        self.keys = ServiceKeys("bench", "member")
+        settings = dataclasses.replace(TransportSettings.from_env(), max_events_len=EVENTS_MAXLEN)
+        self.service = Member(app="bench", transport=redis_url, settings=settings)
+        self.keys = self.service.keys
         self.counter = itertools.count()
 
     async def open(self) -> None:
         self.redis = redis.asyncio.Redis.from_url(self.redis_url, max_connections=64)
-        self.storage = await open_storage(self.keys, self.redis, self.database_url, StreamEmitter(self.redis, self.keys))
+        self.storage = await open_storage(self.keys, self.redis, self.database_url, self.service)
         self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=10)
         await self.pool.execute(
             "CREATE TABLE plain (id bigserial PRIMARY KEY, login text UNIQUE, name text, level bigint,"
@@ -141,6 +137,7 @@ class Bench:
         await self.storage.close()
         await self.pool.close()
         await self.redis.aclose()
+        await self.service.redis.aclose()
 
     async def preload(self) -> None:
         rows = [(f"pre{index}", *SAMPLE.values()) for index in range(PRELOADED_RECORDS)]

@@ -20,7 +20,7 @@ from vv._keys import ServiceKeys
 from vv._rpc import current_trace, encode_json, split_target
 from vv._transport import REDIS_DOWN, Redis, bounded, now_ms
 
-__all__ = ["Event", "MalformedEvent", "SubscribeSpec", "emit", "subscribe"]
+__all__ = ["Event", "MalformedEvent", "SubscribeSpec", "emit", "event_fields", "subscribe"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,15 @@ class Event:
         return cls(name.decode("utf-8", "replace"), payload, emitted_ms, trace.decode() if trace else None)
 
 
+def event_fields(event: str, body: str) -> dict[str, str | int]:
+    """Return the fields of the event stream entry for ``event`` whose payload is the JSON text ``body``.
+
+    ``emit`` appends these fields. The storage appends its record events with
+    them from its own Lua script, so subscribers read both alike.
+    """
+    return {"event": event, "body": body, "emitted_ms": now_ms(), "trace": current_trace.get() or ""}
+
+
 async def emit(redis: Redis, keys: ServiceKeys, event: str, payload: Any, settings: TransportSettings) -> str:
     """Append an event to the service's event stream and return its entry id.
 
@@ -94,12 +103,7 @@ async def emit(redis: Redis, keys: ServiceKeys, event: str, payload: Any, settin
     trimmed after delivery but before acknowledgement is logged as trimmed
     when it is claimed.
     """
-    fields = {
-        "event": event,
-        "body": encode_json(payload),
-        "emitted_ms": now_ms(),
-        "trace": current_trace.get() or "",
-    }
+    fields = event_fields(event, encode_json(payload))
     try:
         entry_id = await bounded(redis.xadd(keys.events, fields, maxlen=settings.max_events_len, approximate=True),
                                  settings.socket_timeout_s)

@@ -6,6 +6,7 @@ import pytest
 import redis.asyncio
 from redis.crc import key_slot
 
+from vv import Entity, Field, Service
 from vv._errors import Conflict
 from vv._keys import ServiceKeys
 from vv.storage import open_storage
@@ -58,3 +59,25 @@ async def test_storage_works_on_redis_cluster(cluster_client, app_name, database
     await storage.records.delete(user_id)
     await storage.close()
     await reader.close()
+
+
+class Note(Service):
+    entity = Entity("note", {"text": Field(str, unique=True)})
+
+
+@pytest.mark.cluster
+async def test_record_events_on_redis_cluster(cluster_client, app_name, database_url):
+    # The service is never run: its storage gets the cluster client, and the
+    # write script appends record events to the service's event stream.
+    service = Note(app=app_name)
+    storage = await open_storage(service.keys, cluster_client, database_url, service)
+
+    note_id = await storage.records.add(text="{a}")
+    await storage.records.update(note_id, text="b")
+    await storage.records.delete(note_id)
+    entries = await cluster_client.xrange(service.keys.events)
+    await storage.close()
+    await service.redis.aclose()
+
+    assert [fields[b"event"] for _, fields in entries] == [b"note.added", b"note.updated", b"note.deleted"]
+    assert entries[0][1][b"body"] == b'{"id":1,"text":"{a}"}'

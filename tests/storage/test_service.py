@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 import redis.asyncio
@@ -161,3 +162,82 @@ async def test_flushall_with_service_running(redis_server_factory, app_name, dat
     assert record == {"id": first, "login": "ann", "extra": None}
     assert second > first
     assert password_ok is True
+
+
+class Note(Service):
+    entity = Entity("note", {"text": Field(str, unique=True), "extra": Field(object)})
+
+    @rpc()
+    async def add_and_echo(self, text: str, extra: object = None) -> int:
+        """Add a note, then emit the stored record with ``emit`` for comparison."""
+        note_id = await self.records.add(text=text, extra=extra)
+        await self.emit("note.echo", await self.records.get(note_id))
+        return note_id
+
+
+class LoudNote(Note):
+    emitted: list[str]
+
+    async def start(self) -> None:
+        self.emitted = []
+
+    async def emit(self, event: str, payload: object) -> str:
+        self.emitted.append(event)
+        return await super().emit(event, payload)
+
+
+async def event_entries(redis_url: str, service: Service) -> list[dict[bytes, bytes]]:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    entries = await client.xrange(service.keys.events)
+    await client.aclose()
+    return [fields for _, fields in entries]
+
+
+async def test_record_event_entry_matches_emit(redis_url, app_name, database_url):
+    extra = {"k": [1.5, "😀", None, -0.0], "s": "\x00\n"}
+    async with run_service(Note, app=app_name, transport=redis_url, database=database_url) as notes:
+        await notes.call("add_and_echo", text="a", extra=extra)
+        added, echoed = await event_entries(redis_url, notes.service)
+
+    assert list(added) == list(echoed) == [b"event", b"body", b"emitted_ms", b"trace"]
+    assert added[b"event"] == b"note.added"
+    assert added[b"body"] == echoed[b"body"]
+    assert added[b"trace"] == echoed[b"trace"]
+    assert added[b"trace"] != b""
+    assert int(added[b"emitted_ms"]) <= int(echoed[b"emitted_ms"])
+
+
+async def test_update_and_delete_events_carry_records(redis_url, app_name, database_url):
+    async with run_service(Note, app=app_name, transport=redis_url, database=database_url) as notes:
+        records = notes.service.records
+        note_id = await records.add(text="a")
+        updated = await records.update(note_id, text="b", extra=[1])
+        await records.delete(note_id)
+        entries = await event_entries(redis_url, notes.service)
+
+    names = [fields[b"event"] for fields in entries]
+    bodies = [json.loads(fields[b"body"]) for fields in entries]
+    assert names == [b"note.added", b"note.updated", b"note.deleted"]
+    assert bodies == [{"id": note_id, "text": "a", "extra": None}, updated, updated]
+
+
+async def test_record_events_trim_the_stream(redis_url, app_name, database_url):
+    async with run_service(Note, app=app_name, transport=redis_url, database=database_url,
+                           max_events_len=10) as notes:
+        for index in range(250):
+            await notes.service.records.add(text=f"n{index}")
+        entries = await event_entries(redis_url, notes.service)
+
+    # MAXLEN ~ drops whole stream nodes of 100 entries (Redis's default
+    # stream-node-max-entries), so the length stays between 10 and 150.
+    assert 10 <= len(entries) <= 150
+    assert entries[-1][b"body"] == b'{"id":250,"text":"n249","extra":null}'
+
+
+async def test_overridden_emit_gets_record_events(redis_url, app_name, database_url):
+    async with run_service(LoudNote, app=app_name, transport=redis_url, database=database_url) as notes:
+        await notes.service.records.add(text="a")
+        entries = await event_entries(redis_url, notes.service)
+
+    assert notes.service.emitted == ["note.added"]
+    assert [fields[b"event"] for fields in entries] == [b"note.added"]

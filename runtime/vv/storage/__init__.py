@@ -34,9 +34,13 @@ Decisions, and where they are enforced:
 - Ids come from the PostgreSQL sequence of the entity's table, so an id is
   never reused, even after Redis lost everything. Ids may have gaps: an add
   that fails, for example on a unique conflict, still uses up its id.
-- Write path: PostgreSQL commit, then, sent at the same time, the Redis
-  copy and the record event ``<entity>.added`` / ``.updated`` /
-  ``.deleted`` carrying the record without hashed fields. Read path: Redis, then PostgreSQL, refilling Redis.
+- Write path: PostgreSQL commit, then one Redis round trip. In it a Lua
+  script writes the Redis copy and appends the record event
+  ``<entity>.added`` / ``.updated`` / ``.deleted`` to the service's event
+  stream, in the entry format of ``Service.emit``. The event carries the
+  record without hashed fields. A ``Service`` subclass that overrides
+  ``emit``, or a service side that is not a ``Service``, instead gets its
+  ``emit`` called while the copy is written. Read path: Redis, then PostgreSQL, refilling Redis.
   Versions from one PostgreSQL sequence order the Redis writes (see
   ``redis_side``).
 - Values are stored as JSON text (``codec``) in Redis and in the text

@@ -1,8 +1,9 @@
 """Records of the service's own entity, and read-only records of another service.
 
-Write path (add, update, delete): the statement commits in PostgreSQL first,
-then one Lua script writes the Redis copy and moves the unique index entries,
-then the record event is emitted. A successful call therefore means the
+Write path (add, update, delete): the statement commits in PostgreSQL first.
+Then one Lua script writes the Redis copy, moves the unique index entries
+and appends the record event to the service's event stream, all in one
+Redis round trip (``_publish``). A successful call therefore means the
 change is in PostgreSQL. PostgreSQL's unique indexes decide every unique
 race, across replicas; the Redis index only mirrors them for lookups.
 
@@ -14,18 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import asyncpg
 
 from vv._errors import Conflict, InvalidRequest, NotFound
+from vv._events import event_fields
 from vv._keys import ServiceKeys
 from vv.storage import codec
 from vv.storage.entity import Entity
 from vv.storage.hashing import hash_secret, verify_secret
 from vv.storage.postgres import Database, key_column, quote
-from vv.storage.redis_side import TOMBSTONE, HotStore
+from vv.storage.redis_side import TOMBSTONE, EventStream, HotStore
 
 __all__ = ["ForeignRecords", "Records"]
 
@@ -56,14 +57,26 @@ class Records:
     """Add, read, update, delete and list the records of the service's entity."""
 
     def __init__(
-        self, entity: Entity, keys: ServiceKeys, hot: HotStore, database: Database, service: ServiceSide, storage: Any
+        self,
+        entity: Entity,
+        keys: ServiceKeys,
+        hot: HotStore,
+        database: Database,
+        service: ServiceSide,
+        storage: Any,
+        events: EventStream | None = None,
     ) -> None:
+        """``events`` is the service's event stream when the write script may append record events to it.
+
+        Without it, record events go through ``service.emit``.
+        """
         self.entity = entity
         self.keys = keys
         self.hot = hot
         self.database = database
         self.service = service
         self._storage = storage
+        self._events = events
         self._table = quote(entity.name)
         self._public_keys = {"id", *entity.public_fields}
         self._public_columns = ", ".join(["id", "_version", *(quote(name) for name in entity.public_fields)])
@@ -81,7 +94,7 @@ class Records:
         row = await self._insert(await self._hash_secrets(record))
 
         public = self._public_record(row)
-        await self._publish("added", self._write_hot(row, public, old_keys={}), public)
+        await self._publish("added", row["_version"], public, codec.encode_value(public), self._indexes(row, {}))
         return public["id"]
 
     async def update(self, record_id: int, changes: dict[str, Any] | None = None, /, **fields: Any) -> dict:
@@ -92,7 +105,8 @@ class Records:
 
         public = self._public_record(row)
         old_keys = {name: row[f"_old_{key_column(name)}"] for name in self.entity.unique_fields}
-        await self._publish("updated", self._write_hot(row, public, old_keys), public)
+        indexes = self._indexes(row, old_keys)
+        await self._publish("updated", row["_version"], public, codec.encode_value(public), indexes)
         return public
 
     async def delete(self, record_id: int) -> None:
@@ -106,10 +120,7 @@ class Records:
         indexes = [
             (self.keys.unique_index(name), row[key_column(name)], None) for name in self.entity.unique_fields
         ]
-        write = self.hot.write_record(
-            self.keys.record(record_id), record_id, row["_deleted_version"], TOMBSTONE, None, indexes
-        )
-        await self._publish("deleted", write, public)
+        await self._publish("deleted", row["_deleted_version"], public, TOMBSTONE, indexes)
 
     # --- reads -----------------------------------------------------------
 
@@ -243,27 +254,52 @@ class Records:
 
     # --- Redis -----------------------------------------------------------
 
-    async def _publish(self, change: str, write: Awaitable[Any], public: dict) -> None:
-        """Write the Redis copy and emit ``<entity>.<change>`` at the same time, after the commit.
+    async def _publish(
+        self,
+        change: str,
+        version: int,
+        public: dict,
+        text: str,
+        indexes: list[tuple[str, str | None, str | None]],
+    ) -> None:
+        """Write the Redis copy ``text`` (a tombstone for a delete) and emit ``<entity>.<change>``, after the commit.
 
-        The two need no order: a subscriber that reads the record before its
-        copy reaches Redis misses and reads it from PostgreSQL.
+        With the service's event stream known, one script does both in one
+        round trip, and the copy is in Redis before the event can be read.
+        Otherwise the write and ``service.emit`` run at the same time. A
+        subscriber that reads the record before its copy reaches Redis then
+        reads it from PostgreSQL.
         """
         # NOTE: if Redis fails here, the caller gets TransportError although the
         # change is committed, and an updated record's old copy stays in Redis
         # until its TTL runs out or the record is written again.
-        # TODO: send both in one Redis pipeline once Service.emit can queue
-        # on a pipeline; that saves a round trip per write.
-        await asyncio.gather(write, self.service.emit(f"{self.entity.name}.{change}", public))
+        record_id = public["id"]
+        key = self.keys.record(record_id)
+        name = f"{self.entity.name}.{change}"
+        ttl_s = self.entity.hot_ttl_s
+        if self._events is None:
+            write = self.hot.write_record(key, record_id, version, text, ttl_s, indexes)
+            await asyncio.gather(write, self.service.emit(name, public))
+            return
 
-    async def _write_hot(self, row: asyncpg.Record, public: dict, old_keys: dict[str, str | None]) -> None:
-        indexes = [
+        # The copy's text is the event body: codec.encode_value and the
+        # events' encode_json give the same text for every stored value.
+        body = codec.encode_value(public) if text == TOMBSTONE else text
+        fields = event_fields(name, body)
+        await self.hot.write_record_and_emit(key, record_id, version, text, ttl_s, indexes, self._events, fields)
+
+    def _indexes(self, row: asyncpg.Record, old_keys: dict[str, str | None]) -> list[tuple[str, Any, Any]]:
+        """Return (index key, comparison key before the write, key after it) for each unique field."""
+        return [
             (self.keys.unique_index(name), old_keys.get(name), row[key_column(name)])
             for name in self.entity.unique_fields
         ]
+
+    async def _write_hot(self, row: asyncpg.Record, public: dict) -> None:
+        """Refill Redis with a row read from PostgreSQL; the version check keeps a newer copy."""
         await self.hot.write_record(
             self.keys.record(public["id"]), public["id"], row["_version"], codec.encode_value(public),
-            self.entity.hot_ttl_s, indexes,
+            self.entity.hot_ttl_s, self._indexes(row, {}),
         )
 
     async def _read_through(self, record_id: int) -> dict:
@@ -271,7 +307,7 @@ class Records:
         if row is None:
             raise NotFound(f"{self.entity.name} {record_id} not found")
         public = self._public_record(row)
-        await self._write_hot(row, public, old_keys={})
+        await self._write_hot(row, public)
         return public
 
     async def _find_cold(self, field_name: str, key: str | None) -> dict | None:
@@ -279,7 +315,7 @@ class Records:
         if row is None:
             return None
         public = self._public_record(row)
-        await self._write_hot(row, public, old_keys={})
+        await self._write_hot(row, public)
         return public
 
     async def _select(self, condition: str, value: Any) -> asyncpg.Record | None:

@@ -16,7 +16,8 @@ script runs on one Redis Cluster slot.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.exceptions
@@ -25,7 +26,7 @@ from vv._errors import TransportError
 
 T = TypeVar("T")
 
-__all__ = ["HotStore", "TOMBSTONE_TTL_MS"]
+__all__ = ["EventStream", "HotStore", "TOMBSTONE_TTL_MS"]
 
 # A tombstone only has to outlive read-throughs that started before the
 # delete; an operation gives up on PostgreSQL after 1.5 s.
@@ -44,27 +45,45 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', K
 return 1
 """
 
-# KEYS[1]: record cell hash; KEYS[2..n+1]: unique index hashes, one per unique field.
+# Lua function shared by the record scripts. KEYS[1]: record cell hash;
+# KEYS[first_index..]: unique index hashes, one per unique field.
 # ARGV[1]: version; ARGV[2]: record text, "" for a tombstone; ARGV[3]: TTL in ms, 0 for none;
-# ARGV[4]: record id; then for unique field i (1-based), ARGV[3+2i] the comparison key
-# the row had before this write and ARGV[4+2i] the key it has now ("" for none).
+# ARGV[4]: record id. Then come two items for unique field j (0-based): ARGV[5+2j] is the
+# comparison key the row had before this write, ARGV[6+2j] the key it has now ("" for none).
 # Returns 1 if written, 0 if Redis already holds this or a newer version; a stale
 # write changes neither the cell nor the indexes.
-_WRITE_RECORD = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if current >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
-for i = 2, #KEYS do
-  local old = ARGV[3 + 2 * (i - 1)]
-  local new = ARGV[4 + 2 * (i - 1)]
-  if old ~= '' and old ~= new and redis.call('HGET', KEYS[i], old) == ARGV[4] then
-    redis.call('HDEL', KEYS[i], old)
+_RECORD_FUNCTION = """
+local function write_record(first_index)
+  local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+  if current >= tonumber(ARGV[1]) then return 0 end
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+  local ttl = tonumber(ARGV[3])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+  for i = first_index, #KEYS do
+    local old = ARGV[5 + 2 * (i - first_index)]
+    local new = ARGV[6 + 2 * (i - first_index)]
+    if old ~= '' and old ~= new and redis.call('HGET', KEYS[i], old) == ARGV[4] then
+      redis.call('HDEL', KEYS[i], old)
+    end
+    if new ~= '' then redis.call('HSET', KEYS[i], new, ARGV[4]) end
   end
-  if new ~= '' then redis.call('HSET', KEYS[i], new, ARGV[4]) end
+  return 1
 end
-return 1
+"""
+
+# KEYS and ARGV as for write_record, with the unique index hashes from KEYS[2].
+_WRITE_RECORD = _RECORD_FUNCTION + "return write_record(2)\n"
+
+# KEYS[1]: record cell hash; KEYS[2]: the service's event stream; KEYS[3..]: unique
+# index hashes. ARGV as for write_record, followed by the stream's approximate
+# maximum length and the event entry's field names and values. The event is
+# appended even when the record write is stale, because every committed change
+# has its event. Returns what write_record returns.
+_WRITE_RECORD_AND_EMIT = _RECORD_FUNCTION + """
+local written = write_record(3)
+local last = 4 + 2 * (#KEYS - 2)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[last + 1], '*', unpack(ARGV, last + 2))
+return written
 """
 
 # KEYS[1]: sorted set of a list's items, scored by position; member "<position>:<value text>".
@@ -107,6 +126,14 @@ return redis.call('ZCARD', KEYS[1]) - 1
 LIST_MARKER_POSITION = 0
 
 
+@dataclass(frozen=True)
+class EventStream:
+    """A service's event stream that the record scripts append record events to, and its approximate maximum length."""
+
+    key: str
+    max_len: int
+
+
 def ttl_ms(ttl_s: float | None) -> int:
     return 0 if ttl_s is None else max(1, round(ttl_s * 1000))
 
@@ -116,8 +143,10 @@ async def _with_one_retry(command: Callable[[], Awaitable[T]], what: str) -> T:
 
     Every command here may run twice: reads have no effect, and the scripts
     write only versions newer than the stored one or add set members that
-    are already there. A Redis restart drops every pooled connection, so the
-    first command on each would fail without the retry.
+    are already there. The one exception is the event that
+    ``write_record_and_emit`` appends, which a second run appends again.
+    A Redis restart drops every pooled connection, so the first command on
+    each would fail without the retry.
     """
     try:
         return await command()
@@ -138,6 +167,7 @@ class HotStore:
         self.redis = redis
         self._write_cell = redis.register_script(_WRITE_CELL)
         self._write_record = redis.register_script(_WRITE_RECORD)
+        self._write_record_and_emit = redis.register_script(_WRITE_RECORD_AND_EMIT)
         self._add_items = redis.register_script(_ADD_ITEMS)
         self._read_items = redis.register_script(_READ_ITEMS)
         self._count_items = redis.register_script(_COUNT_ITEMS)
@@ -180,12 +210,34 @@ class HotStore:
         indexes: list[tuple[str, str | None, str | None]],
     ) -> bool:
         """Write a record cell and move its unique index entries; ``indexes`` lists (index key, old, new)."""
-        ttl = TOMBSTONE_TTL_MS if text == TOMBSTONE else ttl_ms(ttl_s)
-        args: list[Any] = [version, text, ttl, record_id]
-        for _, old, new in indexes:
-            args += [old or "", new or ""]
+        args = _record_args(record_id, version, text, ttl_s, indexes)
         keys = [key, *(index for index, _, _ in indexes)]
         written = await _with_one_retry(lambda: self._write_record(keys=keys, args=args), f"write {key}")
+        return bool(written)
+
+    async def write_record_and_emit(
+        self,
+        key: str,
+        record_id: int,
+        version: int,
+        text: str,
+        ttl_s: float | None,
+        indexes: list[tuple[str, str | None, str | None]],
+        events: EventStream,
+        fields: Mapping[str, str | int],
+    ) -> bool:
+        """Do what ``write_record`` does and append an entry with ``fields`` to ``events``, in one script.
+
+        The event is appended even when the record write is stale. If the
+        reply is lost after the script ran, the retry appends the event a
+        second time, so subscribers may see it twice.
+        """
+        args = _record_args(record_id, version, text, ttl_s, indexes)
+        args.append(events.max_len)
+        for name, value in fields.items():
+            args += [name, value]
+        keys = [key, events.key, *(index for index, _, _ in indexes)]
+        written = await _with_one_retry(lambda: self._write_record_and_emit(keys=keys, args=args), f"write {key}")
         return bool(written)
 
     async def lookup_unique(self, index_key: str, comparison_key: str) -> int | None:
@@ -209,6 +261,17 @@ class HotStore:
     async def count_items(self, key: str) -> int | None:
         count = await _with_one_retry(lambda: self._count_items(keys=[key], args=[]), f"count {key}")
         return None if count < 0 else count
+
+
+def _record_args(
+    record_id: int, version: int, text: str, ttl_s: float | None, indexes: list[tuple[str, str | None, str | None]]
+) -> list[Any]:
+    """Return the ARGV of ``write_record`` in the Lua scripts."""
+    ttl = TOMBSTONE_TTL_MS if text == TOMBSTONE else ttl_ms(ttl_s)
+    args: list[Any] = [version, text, ttl, record_id]
+    for _, old, new in indexes:
+        args += [old or "", new or ""]
+    return args
 
 
 def _member_text(member: str | bytes) -> str:

@@ -7,11 +7,12 @@ from typing import Any
 
 from vv._errors import ConfigError, InvalidRequest
 from vv._keys import ServiceKeys
+from vv._service import Service
 from vv.storage.entity import Entity
 from vv.storage.lists import StoredList
 from vv.storage.postgres import Database
 from vv.storage.records import ForeignRecords, Records, ServiceSide
-from vv.storage.redis_side import HotStore
+from vv.storage.redis_side import EventStream, HotStore
 from vv.storage.state import State
 
 __all__ = ["Storage", "open_storage"]
@@ -30,6 +31,7 @@ class Storage:
         service: ServiceSide,
         entity: Entity | None,
         hot_ttl_s: float | None,
+        events: EventStream | None = None,
     ) -> None:
         self.keys = keys
         self.hot = hot
@@ -37,7 +39,7 @@ class Storage:
         self.service = service
         self.entity = entity
         self.hot_ttl_s = hot_ttl_s
-        self._records = None if entity is None else Records(entity, keys, hot, database, service, self)
+        self._records = None if entity is None else Records(entity, keys, hot, database, service, self, events)
         self._state = None if database is None else State(keys, hot, database, hot_ttl_s)
 
     @property
@@ -96,7 +98,20 @@ async def open_storage(keys: ServiceKeys, redis: Any, database_url: str | None, 
             await database.close()
             raise
     logger.info("storage open service=%s entity=%s", keys.service_id, entity.name if entity else None)
-    return Storage(keys, HotStore(redis), database, service, entity, hot_ttl_s)
+    return Storage(keys, HotStore(redis), database, service, entity, hot_ttl_s, _record_event_stream(keys, service))
+
+
+def _record_event_stream(keys: ServiceKeys, service: ServiceSide) -> EventStream | None:
+    """Return the event stream that the storage's write script appends record events to, or None.
+
+    ``Service.emit`` only appends an entry to ``keys.events``, so for a
+    ``Service`` that keeps it the script that writes the Redis copy appends
+    the event too, saving a round trip. A subclass that overrides ``emit``,
+    and any other service side, gets None: its ``emit`` is called.
+    """
+    if isinstance(service, Service) and type(service).emit is Service.emit:
+        return EventStream(keys.events, service.settings.max_events_len)
+    return None
 
 
 def _declared_entity(service: Any) -> Entity | None:
