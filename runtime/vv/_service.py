@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from vv._arguments import ArgumentChecker
 from vv._config import TransportSettings
 from vv._errors import (
     ConfigError,
@@ -243,7 +244,7 @@ class ServiceRunner:
         self.slots = Slots(self.settings.max_concurrency)
         self.consumers: list[StreamConsumer] = []
         self.started_s = time.monotonic()
-        self._signatures: dict[str, inspect.Signature] = {}
+        self._checkers: dict[str, ArgumentChecker] = {}
         self._reply_ttl_set_s: dict[str, float] = {}
         self._requests: StreamConsumer | None = None
 
@@ -410,13 +411,11 @@ class ServiceRunner:
         return getattr(service, attribute), spec
 
     def _bind(self, method: Callable[..., Any], spec: RpcSpec, request: Request) -> inspect.BoundArguments:
-        signature = self._signatures.get(spec.name)
-        if signature is None:
-            signature = self._signatures[spec.name] = inspect.signature(method)
-        try:
-            return signature.bind(*request.args, **request.kwargs)
-        except TypeError as exc:
-            raise InvalidRequest(f"invalid arguments for {self.service.service_id}.{spec.name}: {exc}") from None
+        checker = self._checkers.get(spec.name)
+        if checker is None:
+            checker = self._checkers[spec.name] = ArgumentChecker(method, f"{self.service.service_id}.{spec.name}")
+        # Query values reach the gateway as text, so HTTP requests may carry numbers and booleans as text.
+        return checker.bind(request.args, request.kwargs, from_text=bool(request.http_method))
 
     def _reply(self, message_id: str, reply_to: str, *, result: Any = None,
                error: dict[str, Any] | None = None) -> None:

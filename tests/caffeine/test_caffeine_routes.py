@@ -214,14 +214,14 @@ async def test_machine_from_query_string(shared_caffeine):
         ({"name": "x", "caffeine": -1}, "invalid caffeine -1: use a number of milligrams from 0 to 1000"),
         ({"name": "x", "caffeine": "strong"}, "invalid caffeine 'strong': use a number of milligrams from 0 to 1000"),
         ({"name": "x", "caffeine": True}, "invalid caffeine True: use a number of milligrams from 0 to 1000"),
-        ({"name": 7, "caffeine": 40}, "invalid name: expected a string, got int"),
+        ({"name": 7, "caffeine": 40}, "invalid argument name=7 for {app}.machine.request: expected a string or null"),
     ],
 )
 async def test_machine_invalid_fields(shared_caffeine, fields, text):
     status, body = await shared_caffeine.request("POST", "/machine", json=fields)
 
     assert status == 400
-    assert body == {"error_code": 400, "error_text": text}
+    assert body == {"error_code": 400, "error_text": text.format(app=shared_caffeine.app)}
 
 
 async def test_machine_caffeine_bounds_accepted(shared_caffeine):

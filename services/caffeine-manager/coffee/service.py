@@ -58,8 +58,13 @@ class Coffee(Service):
     )
 
     @rpc(http=["GET", "PUT"])
-    async def buy(self, user_id: int, machine_id: int, timestamp: str | None = None) -> dict:
-        """Record a coffee bought by ``user_id`` at ``machine_id``, now or at ``timestamp``; return its id."""
+    async def buy(self, user_id: int, machine_id: int, timestamp: object = None) -> dict:
+        """Record a coffee bought by ``user_id`` at ``machine_id``, now or at ``timestamp``; return its id.
+
+        ``timestamp`` is annotated ``object`` so that parse_timestamp, not
+        the generic argument check, words every invalid value as
+        "invalid timestamp".
+        """
         now = datetime.now(UTC)
         bought_at = now if timestamp is None else parse_timestamp(timestamp, now)
         # Both reads raise NotFound ("user 7 not found") for a missing record.
