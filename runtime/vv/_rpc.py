@@ -362,7 +362,7 @@ class Client:
                 self._outbox.add(("EVAL", ENQUEUE_SCRIPT, 1, stream, self.settings.max_queue_len, *fields), sent)
             elif result is None:
                 future.set_exception(QueueFullError(
-                    f"request stream {stream} holds {self.settings.max_queue_len} waiting requests; "
+                    f"request stream {stream} is full with {self.settings.max_queue_len} waiting requests; "
                     "retry later or start more instances of the service"))
             elif isinstance(result, REDIS_DOWN):
                 future.set_exception(TransportError(f"cannot send request to {stream}: {result}"))

@@ -225,7 +225,7 @@ async def test_full_queue_rejects_call(redis_url, app_name):
     async with Client(redis_url, app=app_name, settings=TransportSettings(max_queue_len=3)) as client:
         waiting = [asyncio.create_task(client.call("worker", "work", args=[n], timeout=1)) for n in range(3)]
         await asyncio.sleep(0.1)
-        with pytest.raises(QueueFullError, match="holds 3 waiting requests"):
+        with pytest.raises(QueueFullError, match="is full with 3 waiting requests"):
             await client.call("worker", "work", args=[3], timeout=1)
         results = await asyncio.gather(*waiting, return_exceptions=True)
 

@@ -79,7 +79,7 @@ class Field:
         if self.unique and self.is_json:
             raise ConfigError(f"field {name!r}: a unique field must be str, int, float or bool")
         if self.reference is not None and self.type is not int:
-            raise ConfigError(f"field {name!r}: a reference holds a record id, so its type must be int")
+            raise ConfigError(f"field {name!r}: a reference contains a record id, so its type must be int")
 
     def convert(self, name: str, value: Any) -> Any:
         """Return ``value`` checked against the field's type; raise InvalidRequest naming the field."""

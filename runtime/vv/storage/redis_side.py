@@ -50,7 +50,7 @@ return 1
 # ARGV[1]: version; ARGV[2]: record text, "" for a tombstone; ARGV[3]: TTL in ms, 0 for none;
 # ARGV[4]: record id. Then come two items for unique field j (0-based): ARGV[5+2j] is the
 # comparison key the row had before this write, ARGV[6+2j] the key it has now ("" for none).
-# Returns 1 if written, 0 if Redis already holds this or a newer version; a stale
+# Returns 1 if written, 0 if Redis already has this or a newer version; a stale
 # write changes neither the cell nor the indexes.
 _RECORD_FUNCTION = """
 local function write_record(first_index)
