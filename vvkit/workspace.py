@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vvkit.errors import VvkitError, WorkspaceNotFound
-from vvkit.names import class_name
 
 CONFIG_FILE = "vvkit.toml"
 SERVICES_DIR = "services"
@@ -31,10 +30,6 @@ class Component:
     @property
     def service_id(self) -> str:
         return f"{self.app}.{self.name}"
-
-    @property
-    def class_name(self) -> str:
-        return class_name(self.name)
 
     @property
     def blueprint(self) -> str:
