@@ -42,7 +42,7 @@ from vv._rpc import (
     reply_fields,
     rpc,
 )
-from vv._transport import Outbox, Slots, StreamConsumer, close_client, connect, now_ms
+from vv._transport import Outbox, Slots, StreamConsumer, close_client, connect, now_ms, storage_connections
 
 __all__ = ["Service", "ServiceRunner", "State", "class_component_name", "no_http_endpoint_text", "validate_name"]
 
@@ -247,6 +247,7 @@ class ServiceRunner:
         self._checkers: dict[str, ArgumentChecker] = {}
         self._reply_ttl_set_s: dict[str, float] = {}
         self._requests: StreamConsumer | None = None
+        self.storage_redis: Any = None
 
     # --- lifecycle -----------------------------------------------------
 
@@ -311,6 +312,8 @@ class ServiceRunner:
     async def _close(self, service: Service) -> None:
         if service.storage is not None:
             await service.storage.close()
+        if self.storage_redis is not None:
+            await close_client(self.storage_redis)
         await self.client.close()
         await close_client(self.bus)
         await close_client(service.redis)
@@ -326,7 +329,18 @@ class ServiceRunner:
             logger.warning("service %s declares storage but vv.storage is not available: %s",
                            service.service_id, exc)
             return
-        service.storage = await open_storage(service.keys, service.redis, service.database, service)
+        # The storage bounds each of its commands itself, so its client has no socket timeout.
+        self.storage_redis = connect(service.transport, cluster=service.cluster, settings=self.settings, storage=True)
+        try:
+            service.storage = await open_storage(
+                service.keys, self.storage_redis, service.database, service,
+                redis_timeout_s=self.settings.socket_timeout_s,
+                redis_max_reads=storage_connections(self.settings) - 1,
+            )
+        except BaseException:
+            await close_client(self.storage_redis)
+            self.storage_redis = None
+            raise
 
     # --- consumers -----------------------------------------------------
 

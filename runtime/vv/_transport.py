@@ -42,6 +42,7 @@ __all__ = [
     "now_ms",
     "raise_if_cancelled",
     "redacted",
+    "storage_connections",
     "wait_until_reachable",
 ]
 
@@ -124,23 +125,24 @@ def now_ms() -> int:
 
 
 def connect(url: str, *, cluster: bool, settings: TransportSettings, decode: bool = False,
-            bus: bool = False) -> Redis:
+            bus: bool = False, storage: bool = False) -> Redis:
     """Create a client for ``url`` (no I/O happens until the first command).
 
-    With ``bus=True`` the client is for the transport's own commands. It has
-    no socket timeout, and every command on it runs under ``bounded``
-    instead. redis-py (8.x on Python 3.11) wraps each socket write in
-    ``asyncio.wait_for`` when a socket timeout is set. That costs a task and
-    a loop iteration per command and can swallow a cancellation, while
-    ``asyncio.timeout`` around the whole command gives the same bound for
-    less. Other clients (``Service.redis``) keep the socket timeout.
+    With ``bus=True`` the client is for the transport's own commands, and
+    with ``storage=True`` for the storage's. Neither has a socket timeout,
+    and every command on them runs under ``bounded`` instead. redis-py (8.x
+    on Python 3.11) wraps each socket write in ``asyncio.wait_for`` when a
+    socket timeout is set. That costs a task and a loop iteration per
+    command and can swallow a cancellation, while ``asyncio.timeout`` around
+    the whole command gives the same bound for less. Other clients
+    (``Service.redis``) keep the socket timeout.
     """
     options: dict[str, Any] = {
         # No retries inside redis-py: the loops here retry with their own
         # backoff and logging, and a retry of a cancelled blocking read would
         # swallow the cancellation.
         "retry": Retry(NoBackoff(), 0),
-        "socket_timeout": None if bus else settings.socket_timeout_s,
+        "socket_timeout": None if bus or storage else settings.socket_timeout_s,
         "socket_connect_timeout": min(5.0, settings.socket_timeout_s),
         "decode_responses": decode,
     }
@@ -153,6 +155,11 @@ def connect(url: str, *, cluster: bool, settings: TransportSettings, decode: boo
         pool = aioredis.ConnectionPool.from_url(
             url, max_connections=max(_MIN_POOL_CONNECTIONS, 4 * settings.max_concurrency), **options,
         )
+    elif storage:
+        # A service's storage keeps its reads in flight below this size and
+        # sends its writes on one more connection, so a plain pool, which
+        # costs less per command than a blocking one, is never exhausted.
+        pool = aioredis.ConnectionPool.from_url(url, max_connections=storage_connections(settings), **options)
     else:
         # A blocking pool makes a burst of concurrent commands wait for a free
         # connection instead of failing with MaxConnectionsError at 100.
@@ -161,6 +168,11 @@ def connect(url: str, *, cluster: bool, settings: TransportSettings, decode: boo
             timeout=settings.socket_timeout_s, **options,
         )
     return aioredis.Redis(connection_pool=pool)
+
+
+def storage_connections(settings: TransportSettings) -> int:
+    """Return the size of the connection pool of a client made with ``connect(..., storage=True)``."""
+    return max(_MIN_POOL_CONNECTIONS, 2 * settings.max_concurrency)
 
 
 async def bounded(command: Awaitable[T], timeout_s: float) -> T:

@@ -12,10 +12,17 @@ refills Redis after the writer did.
 
 Every key one script touches carries the same service hash tag, so each
 script runs on one Redis Cluster slot.
+
+Write scripts go out through an ``Outbox``: a write sent while another is in
+flight waits and leaves with the other waiting writes in one pipeline, so
+under load many writes share a round trip. Every command runs under
+``asyncio.timeout`` rather than a socket timeout (see ``vv._transport.connect``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,8 +30,11 @@ from typing import Any, TypeVar
 import redis.exceptions
 
 from vv._errors import TransportError
+from vv._transport import REDIS_DOWN, Outbox, bounded
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["EventStream", "HotStore", "TOMBSTONE_TTL_MS"]
 
@@ -32,6 +42,10 @@ __all__ = ["EventStream", "HotStore", "TOMBSTONE_TTL_MS"]
 # delete; an operation gives up on PostgreSQL after 1.5 s.
 TOMBSTONE_TTL_MS = 60_000
 TOMBSTONE = ""
+
+# Bound of one Redis command of the storage when the caller gives none; a
+# service passes its transport's socket_timeout_s.
+DEFAULT_COMMAND_TIMEOUT_S = 15.0
 
 # KEYS[1]: cell hash.
 # ARGV[1]: version; ARGV[2]: value text, "" for a tombstone; ARGV[3]: TTL in ms, 0 for none.
@@ -141,36 +155,49 @@ def ttl_ms(ttl_s: float | None) -> int:
 async def _with_one_retry(command: Callable[[], Awaitable[T]], what: str) -> T:
     """Run ``command``, once more after a dropped connection; map Redis trouble to TransportError.
 
-    Every command here may run twice: reads have no effect, and the scripts
-    write only versions newer than the stored one or add set members that
-    are already there. The one exception is the event that
-    ``write_record_and_emit`` appends, which a second run appends again.
-    A Redis restart drops every pooled connection, so the first command on
-    each would fail without the retry.
+    Only reads and read scripts use this, so running one twice has no
+    effect. A Redis restart drops every pooled connection, so the first
+    command on each would fail without the retry.
     """
     try:
         return await command()
     except redis.exceptions.ConnectionError:
         pass
-    except redis.exceptions.TimeoutError as exc:
-        raise TransportError(f"Redis timed out on {what}: {exc}") from exc
+    except (redis.exceptions.TimeoutError, TimeoutError) as exc:
+        raise TransportError(f"Redis timed out on {what}: {exc!r}") from exc
     try:
         return await command()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise TransportError(f"Redis failed on {what}: {exc}") from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, TimeoutError) as exc:
+        raise TransportError(f"Redis failed on {what}: {exc!r}") from exc
 
 
 class HotStore:
-    """The Redis calls of the storage, with the scripts registered once."""
+    """The Redis calls of the storage, with the scripts registered once.
 
-    def __init__(self, redis: Any) -> None:
+    ``redis`` should be a client without a socket timeout: every command
+    here is bounded by ``timeout_s`` instead. With ``max_reads`` at most that
+    many reads wait for Redis at once, and the rest wait for a turn. Writes
+    use one connection at a time, for the outbox's batch in flight.
+    ``close`` sends the writes still waiting in the outbox.
+    """
+
+    def __init__(self, redis: Any, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S, max_reads: int | None = None) -> None:
         self.redis = redis
+        self.timeout_s = timeout_s
+        self._read_slots = None if max_reads is None else asyncio.Semaphore(max_reads)
         self._write_cell = redis.register_script(_WRITE_CELL)
         self._write_record = redis.register_script(_WRITE_RECORD)
         self._write_record_and_emit = redis.register_script(_WRITE_RECORD_AND_EMIT)
         self._add_items = redis.register_script(_ADD_ITEMS)
         self._read_items = redis.register_script(_READ_ITEMS)
         self._count_items = redis.register_script(_COUNT_ITEMS)
+        # Started on the first write, inside the running event loop.
+        self._writes: Outbox | None = None
+
+    async def close(self) -> None:
+        if self._writes is not None:
+            await self._writes.close()
+            self._writes = None
 
     async def read_cell(self, key: str, ttl_s: float | None = None) -> tuple[bool, str | bytes | None]:
         """Return (hit, value text); a tombstone is a hit with None.
@@ -179,9 +206,9 @@ class HotStore:
         round trip, so copies that are read stay hot.
         """
         if ttl_s is None:
-            text = await _with_one_retry(lambda: self.redis.hget(key, "d"), f"HGET {key}")
+            text = await self._read(lambda: self.redis.hget(key, "d"), f"HGET {key}")
         else:
-            text = await _with_one_retry(lambda: self._read_and_touch(key, ttl_s), f"HGET {key}")
+            text = await self._read(lambda: self._read_and_touch(key, ttl_s), f"HGET {key}")
         if text is None:
             return False, None
         if text in (b"", ""):
@@ -197,7 +224,7 @@ class HotStore:
 
     async def write_cell(self, key: str, version: int, text: str, ttl_s: float | None) -> bool:
         ttl = TOMBSTONE_TTL_MS if text == TOMBSTONE else ttl_ms(ttl_s)
-        written = await _with_one_retry(lambda: self._write_cell(keys=[key], args=[version, text, ttl]), f"write {key}")
+        written = await self._run_write(self._write_cell, [key], [version, text, ttl], f"write {key}")
         return bool(written)
 
     async def write_record(
@@ -212,7 +239,7 @@ class HotStore:
         """Write a record cell and move its unique index entries; ``indexes`` lists (index key, old, new)."""
         args = _record_args(record_id, version, text, ttl_s, indexes)
         keys = [key, *(index for index, _, _ in indexes)]
-        written = await _with_one_retry(lambda: self._write_record(keys=keys, args=args), f"write {key}")
+        written = await self._run_write(self._write_record, keys, args, f"write {key}")
         return bool(written)
 
     async def write_record_and_emit(
@@ -237,30 +264,90 @@ class HotStore:
         for name, value in fields.items():
             args += [name, value]
         keys = [key, events.key, *(index for index, _, _ in indexes)]
-        written = await _with_one_retry(lambda: self._write_record_and_emit(keys=keys, args=args), f"write {key}")
+        written = await self._run_write(self._write_record_and_emit, keys, args, f"write {key}")
         return bool(written)
 
     async def lookup_unique(self, index_key: str, comparison_key: str) -> int | None:
-        found = await _with_one_retry(lambda: self.redis.hget(index_key, comparison_key), f"HGET {index_key}")
+        found = await self._read(lambda: self.redis.hget(index_key, comparison_key), f"HGET {index_key}")
         return None if found is None else int(found)
 
     async def add_items(self, key: str, items: list[tuple[int, str]], ttl_s: float | None) -> None:
         args: list[Any] = []
         for position, text in items:
             args += [position, text]
-        await _with_one_retry(lambda: self._add_items(keys=[key], args=[*args, ttl_ms(ttl_s)]), f"add to {key}")
+        await self._run_write(self._add_items, [key], [*args, ttl_ms(ttl_s)], f"add to {key}")
 
     async def read_items(self, key: str, first: int, last: int, ttl_s: float | None) -> list[str] | None:
         """Return the item texts in the rank range, or None when the copy is incomplete; restart the TTL."""
         args = [first, last, ttl_ms(ttl_s)]
-        members = await _with_one_retry(lambda: self._read_items(keys=[key], args=args), f"read {key}")
+        members = await self._read(lambda: self._read_items(keys=[key], args=args), f"read {key}")
         if members is None:
             return None
         return [_member_text(member) for member in members]
 
     async def count_items(self, key: str) -> int | None:
-        count = await _with_one_retry(lambda: self._count_items(keys=[key], args=[]), f"count {key}")
+        count = await self._read(lambda: self._count_items(keys=[key], args=[]), f"count {key}")
         return None if count < 0 else count
+
+    async def _read(self, command: Callable[[], Awaitable[T]], what: str) -> T:
+        if self._read_slots is None:
+            return await _with_one_retry(lambda: bounded(command(), self.timeout_s), what)
+        async with self._read_slots:
+            return await _with_one_retry(lambda: bounded(command(), self.timeout_s), what)
+
+    async def _run_write(self, script: Any, keys: list[str], args: list[Any], what: str) -> Any:
+        """Run a write script through the outbox and return its result; raise TransportError if Redis fails.
+
+        The outbox sends a batch once more after a dropped connection. Every
+        write script may run twice: it writes only versions newer than the
+        stored one, or adds set members that are already there. The one
+        exception is the event that ``write_record_and_emit`` appends.
+        """
+        result = await self._send(
+            ("EVALSHA", script.sha, len(keys), *keys, *args),
+            ("EVAL", script.script, len(keys), *keys, *args),
+        )
+        if isinstance(result, REDIS_DOWN):
+            raise TransportError(f"Redis failed on {what}: {result!r}") from result
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _send(self, command: tuple[Any, ...], without_cache: tuple[Any, ...]) -> Any:
+        """Send ``command`` through the outbox and return its result, or the exception it ended with.
+
+        When no batch is in flight the calling task sends it at once.
+        Otherwise it joins the next batch. If Redis no longer has the script
+        (after a restart or SCRIPT FLUSH), ``without_cache`` goes out in the
+        next batch: EVAL runs the script and caches it for later EVALSHA
+        calls. Both steps happen even after the caller is cancelled.
+        """
+        outbox = self._outbox()
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        # A cancelled caller's ``reply`` is cancelled too, so check the
+        # result before the future.
+        def settle(result: Any) -> None:
+            if isinstance(result, redis.exceptions.NoScriptError):
+                outbox.add(without_cache, settle_final)
+            else:
+                settle_final(result)
+
+        def settle_final(result: Any) -> None:
+            if not reply.done():
+                reply.set_result(result)
+            elif isinstance(result, Exception):
+                logger.warning("storage write %s failed after its caller was cancelled: %r", command[3], result)
+
+        if not await outbox.send_alone(command, settle):
+            outbox.add(command, settle)
+        return await reply
+
+    def _outbox(self) -> Outbox:
+        if self._writes is None:
+            self._writes = Outbox(self.redis, "storage", timeout_s=self.timeout_s, retries=1)
+            self._writes.start()
+        return self._writes
 
 
 def _record_args(

@@ -12,7 +12,7 @@ from vv.storage.entity import Entity
 from vv.storage.lists import StoredList
 from vv.storage.postgres import Database
 from vv.storage.records import ForeignRecords, Records, ServiceSide
-from vv.storage.redis_side import EventStream, HotStore
+from vv.storage.redis_side import DEFAULT_COMMAND_TIMEOUT_S, EventStream, HotStore
 from vv.storage.state import State
 
 __all__ = ["Storage", "open_storage"]
@@ -71,12 +71,26 @@ class Storage:
         return ForeignRecords(component, ServiceKeys(self.keys.app, component), self.hot, self.service)
 
     async def close(self) -> None:
+        """Send the Redis writes still waiting, then close the database pool."""
+        await self.hot.close()
         if self.database is not None:
             await self.database.close()
 
 
-async def open_storage(keys: ServiceKeys, redis: Any, database_url: str | None, service: ServiceSide) -> Storage:
+async def open_storage(
+    keys: ServiceKeys,
+    redis: Any,
+    database_url: str | None,
+    service: ServiceSide,
+    redis_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
+    redis_max_reads: int | None = None,
+) -> Storage:
     """Open the storage of ``service``: connect to its database and create the schema.
+
+    ``redis`` should have no socket timeout: each storage command is bounded
+    by ``redis_timeout_s`` instead. ``redis_max_reads`` limits the reads
+    in flight. Writes take one more connection, so a plain pool of
+    ``redis_max_reads + 1`` connections is never exhausted.
 
     The entity comes from the service's class attribute ``entity``; the TTL of
     hot copies of lists and state from ``hot_ttl_s`` (the entity's TTL if unset).
@@ -98,7 +112,8 @@ async def open_storage(keys: ServiceKeys, redis: Any, database_url: str | None, 
             await database.close()
             raise
     logger.info("storage open service=%s entity=%s", keys.service_id, entity.name if entity else None)
-    return Storage(keys, HotStore(redis), database, service, entity, hot_ttl_s, _record_event_stream(keys, service))
+    hot = HotStore(redis, redis_timeout_s, redis_max_reads)
+    return Storage(keys, hot, database, service, entity, hot_ttl_s, _record_event_stream(keys, service))
 
 
 def _record_event_stream(keys: ServiceKeys, service: ServiceSide) -> EventStream | None:
