@@ -12,11 +12,13 @@ loop is the median of its rounds, which evens out load from other processes.
   back. ops_per_s is echoed messages per second. ``--raw-floor`` adds a row
   ``raw-epoll``: the same echo on raw sockets and ``select.epoll`` with no
   event loop, the least CPU that Python code needs for this work.
-- rpc: when the vvkit runtime offers ``vv.Service`` and ``vv.Client``, a
-  service and a client in one process, ``--rpc-concurrency`` callers calling
-  an ``echo`` method (rows marked ``variant: vv-rpc``). Otherwise a redis-py
-  PING round trip to the test Redis server (``variant: redis-ping``).
-  ops_per_s is completed calls per second.
+- rpc: vvkit RPC. A service with an ``echo`` method runs through
+  ``vv.testing.run_service`` in the same process as ``--rpc-concurrency``
+  callers, with Redis between them (rows marked ``variant: vv-rpc``).
+  ops_per_s is completed calls per second. The Redis is the one at
+  ``--redis-url``; when none responds to PING there, the parent process starts
+  a private redis-server on a free loopback port, passes its URL to every
+  child and stops it at the end.
 
 Rows hold ops_per_s (wall clock), ops_per_cpu_s (per second of this
 process's CPU time) and the user and system CPU microseconds per operation.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -37,11 +40,13 @@ import select
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 LOOPS = ("asyncio", "epoll", "uvloop")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-CORE_READY_FLAG = "/tmp/vv-status/A-core-ready"
 
 
 # --- measurements, run inside the child process ---------------------------
@@ -218,36 +223,8 @@ async def _call_repeatedly(call, latencies: _Latencies) -> None:
 
 
 async def measure_rpc(impl: str, duration_s: float, concurrency: int, redis_url: str) -> dict:
-    if _runtime_rpc_ready():
-        return await _measure_vv_rpc(impl, duration_s, concurrency, redis_url)
-    return await _measure_redis_ping(impl, duration_s, concurrency, redis_url)
-
-
-def _runtime_rpc_ready() -> bool:
-    if not os.path.exists(CORE_READY_FLAG):
-        return False
-    import vv
-
-    return hasattr(vv, "Service") and hasattr(vv, "Client")
-
-
-async def _measure_redis_ping(impl: str, duration_s: float, concurrency: int, redis_url: str) -> dict:
-    import redis.asyncio
-
-    client = redis.asyncio.Redis.from_url(redis_url, max_connections=concurrency)
-    await client.ping()
-    latencies = _Latencies(deadline=time.perf_counter() + duration_s)
-
-    latencies.start()
-    await asyncio.gather(*(_call_repeatedly(client.ping, latencies) for _ in range(concurrency)))
-    latencies.stop()
-
-    await client.aclose()
-    return latencies.row("rpc", impl, concurrency) | {"variant": "redis-ping"}
-
-
-async def _measure_vv_rpc(impl: str, duration_s: float, concurrency: int, redis_url: str) -> dict:
     from vv import Service, rpc
+    from vv._transport import redacted
     from vv.testing import run_service
 
     class Echo(Service):
@@ -266,7 +243,7 @@ async def _measure_vv_rpc(impl: str, duration_s: float, concurrency: int, redis_
         latencies.stop()
 
     await _delete_app_keys(redis_url, app)
-    return latencies.row("rpc", impl, concurrency) | {"variant": "vv-rpc"}
+    return latencies.row("rpc", impl, concurrency) | {"variant": "vv-rpc", "redis_url": redacted(redis_url)}
 
 
 async def _delete_app_keys(redis_url: str, app: str) -> None:
@@ -301,6 +278,37 @@ def run_child(args: argparse.Namespace) -> None:
 
 
 # --- driver, run in the parent process -------------------------------------
+
+
+def redis_responds(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def redis_for_bench(url: str) -> Iterator[str]:
+    """Yield ``url`` when a Redis there responds to PING, else the URL of a private one, stopped on exit."""
+    if redis_responds(url):
+        yield url
+        return
+
+    from vv._transport import redacted
+    from vvkit.local.servers import RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="vv-bench-loop-") as folder:
+        server = RedisServer(Path(folder) / "redis").start()
+        print(f"no Redis responded at {redacted(url)}; started a private redis-server at {server.url}", file=sys.stderr)
+        try:
+            yield server.url
+        finally:
+            server.stop()
 
 
 def available_loops() -> list[str]:
@@ -369,8 +377,11 @@ def print_table(rows: list[dict]) -> None:
             f"{_ratio(rows, row, 'asyncio', 'ops_per_s'):>10} {_ratio(rows, row, 'asyncio', 'ops_per_cpu_s'):>6} "
             f"{_ratio(rows, row, 'uvloop', 'ops_per_s'):>9} {_ratio(rows, row, 'uvloop', 'ops_per_cpu_s'):>6}"
         )
-    variants = {row.get("variant") for row in rows if row["bench"] == "rpc"}
-    print(f"rpc variant: {', '.join(sorted(filter(None, variants)))}; cores: {os.cpu_count()}; median of rounds")
+    redis_urls = {row["redis_url"] for row in rows if row["bench"] == "rpc"}
+    print(
+        f"rpc: vvkit RPC, an echo method run by vv.testing.run_service, Redis at {', '.join(sorted(redis_urls))}; "
+        f"cores: {os.cpu_count()}; median of rounds"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -382,7 +393,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--message-bytes", type=int, default=1024, help="echo message size in bytes")
     parser.add_argument("--rpc-concurrency", type=int, default=32, help="concurrent RPC callers")
     parser.add_argument(
-        "--redis-url", default=os.environ.get("VV_TEST_REDIS_URL", DEFAULT_REDIS_URL), help="Redis for the rpc bench"
+        "--redis-url",
+        default=os.environ.get("VV_TEST_REDIS_URL", DEFAULT_REDIS_URL),
+        help="Redis for the rpc bench; when none responds there, a private redis-server is started instead",
     )
     parser.add_argument("--child", choices=("echo", "rpc"), help=argparse.SUPPRESS)
     parser.add_argument(
@@ -400,7 +413,9 @@ def main() -> None:
         run_child(args)
         return
 
-    rows = run_all(args)
+    with redis_for_bench(args.redis_url) as redis_url:
+        args.redis_url = redis_url
+        rows = run_all(args)
     if args.json:
         print(json.dumps(rows))
     else:
