@@ -8,6 +8,7 @@ epoll loop has it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import shutil
 import signal
@@ -94,6 +95,55 @@ def test_callback_scheduled_during_turn_runs_next_turn(loop):
     run(loop, asyncio.sleep(0.01))
 
     assert calls == ["first", "second", "scheduled by first"]
+
+
+def test_callbacks_run_in_their_context(loop):
+    # call_soon, call_later and add_reader copy the current context when they
+    # are called, and call_soon(context=...) runs in the given one. A value
+    # set inside a callback stays in that callback's copy.
+    request_id = contextvars.ContextVar("request_id", default="unset")
+    seen = []
+
+    def record(label: str) -> None:
+        seen.append((label, request_id.get()))
+        request_id.set(f"set by {label}")
+
+    left, right = socket.socketpair()
+    right.setblocking(False)
+
+    def on_readable() -> None:
+        right.recv(10)
+        record("reader")
+
+    explicit = contextvars.copy_context()
+    explicit.run(request_id.set, "explicit")
+
+    async def main():
+        request_id.set("main")
+        loop.call_soon(record, "soon")
+        loop.call_soon(record, "given", context=explicit)
+        loop.call_later(0.001, record, "timer")
+        loop.add_reader(right, on_readable)
+        left.send(b"x")
+        await asyncio.sleep(0.05)
+        loop.remove_reader(right)
+        loop.call_soon(record, "after")
+        await asyncio.sleep(0)
+        return request_id.get()
+
+    try:
+        assert run(loop, main()) == "main"
+    finally:
+        left.close()
+        right.close()
+    assert sorted(seen) == [
+        ("after", "main"),
+        ("given", "explicit"),
+        ("reader", "main"),
+        ("soon", "main"),
+        ("timer", "main"),
+    ]
+    assert explicit[request_id] == "set by given"
 
 
 def test_cancelled_timer_and_handle_do_not_run(loop):
@@ -195,6 +245,53 @@ def test_reader_replaced_on_same_fd(loop):
         left.close()
         right.close()
     assert calls == ["new"]
+
+
+def test_stale_event_skips_reused_descriptor(loop):
+    # Both sockets are readable before one poll. The first reader to run
+    # closes the other socket and puts a fresh socket on its descriptor
+    # number. The closed socket's event from that poll must not run the
+    # fresh socket's reader, which never receives data.
+    pairs = {name: socket.socketpair() for name in ("a", "b")}
+    for left, right in pairs.values():
+        right.setblocking(False)
+        left.send(b"x")
+    fresh_left, fresh_right = socket.socketpair()
+    replacements = []
+    calls = []
+
+    def replace(name: str) -> None:
+        old = pairs[name][1]
+        number = old.fileno()
+        loop.remove_reader(number)
+        old.close()
+        replacement = socket.socket(fileno=os.dup2(fresh_right.fileno(), number))
+        replacements.append(replacement)
+        loop.add_reader(number, calls.append, "fresh")
+
+    def on_readable(name: str, other: str) -> None:
+        calls.append(name)
+        pairs[name][1].recv(10)
+        if not replacements:
+            replace(other)
+
+    async def main():
+        loop.add_reader(pairs["a"][1], on_readable, "a", "b")
+        loop.add_reader(pairs["b"][1], on_readable, "b", "a")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        for name in ("a", "b"):
+            if pairs[name][1].fileno() != -1:
+                loop.remove_reader(pairs[name][1])
+        loop.remove_reader(replacements[0])
+
+    try:
+        run(loop, main())
+    finally:
+        for sock in (*(sock for pair in pairs.values() for sock in pair), fresh_left, fresh_right, *replacements):
+            sock.close()
+    assert len(replacements) == 1
+    assert calls in (["a"], ["b"])
 
 
 def test_reader_on_pipe(loop):

