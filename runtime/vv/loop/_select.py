@@ -17,7 +17,7 @@ LOOP_NAMES = ("asyncio", "epoll", "uvloop", "auto")
 
 # Fastest first, by echo messages per CPU second in the run of
 # `bench/loop.py --duration 3 --rounds 5 --raw-floor` recorded in bench/RESULTS.md,
-# section "loop": uvloop 1.17x, epoll 1.06x, asyncio 1.00x.
+# section "loop": uvloop 1.17x, epoll 1.11x, asyncio 1.00x.
 # Re-run the benchmark and update this order when a loop changes.
 AUTO_ORDER = ("uvloop", "epoll", "asyncio")
 
