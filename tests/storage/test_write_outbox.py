@@ -64,11 +64,11 @@ async def test_cancelled_caller_write_is_still_sent(private_redis):
     hot = HotStore(client, timeout_s=5.0)
     # Pausing writes holds the first write in flight, so the second one
     # waits in the outbox for the next batch when its caller is cancelled.
-    await client.client_pause(400, all=False)
+    await client.client_pause(1000, all=False)
     first = asyncio.create_task(hot.write_cell("cell:first", 1, '"a"', None))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     second = asyncio.create_task(hot.write_cell("cell:second", 1, '"b"', None))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     second.cancel()
 
     assert await first is True
