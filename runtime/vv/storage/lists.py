@@ -19,6 +19,7 @@ from vv._keys import ServiceKeys
 from vv.storage import codec
 from vv.storage.postgres import Database
 from vv.storage.redis_side import LIST_MARKER_POSITION, HotStore
+from vv.storage.writes import WriteTasks
 
 __all__ = ["StoredList"]
 
@@ -29,7 +30,9 @@ _LOAD_BATCH_ITEMS = 1000
 class StoredList:
     """One named append-only list of JSON values."""
 
-    def __init__(self, name: str, keys: ServiceKeys, hot: HotStore, database: Database, ttl_s: float | None) -> None:
+    def __init__(
+        self, name: str, keys: ServiceKeys, hot: HotStore, database: Database, ttl_s: float | None, writes: WriteTasks
+    ) -> None:
         if not name:
             raise InvalidRequest("a list needs a non-empty name")
         codec.check_text(name, "list name")
@@ -38,10 +41,14 @@ class StoredList:
         self.hot = hot
         self.database = database
         self.ttl_s = ttl_s
+        self._writes = writes
 
     async def append(self, value: Any) -> None:
         """Append ``value`` (any JSON value) after it is committed to PostgreSQL."""
         text = codec.encode_value(codec.check_json_value(value, f"item of list {self.name!r}"))
+        await self._writes.run(self._insert(text))
+
+    async def _insert(self, text: str) -> None:
         sql = "INSERT INTO vv_list_items (list, value) VALUES ($1, $2) RETURNING position"
         position = await self.database.fetchval(sql, self.name, text)
         await self.hot.add_items(self.key, [(position, text)], self.ttl_s)

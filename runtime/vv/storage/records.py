@@ -3,8 +3,9 @@
 Write path (add, update, delete): the statement commits in PostgreSQL first.
 Then one Lua script writes the Redis copy, moves the unique index entries
 and appends the record event to the service's event stream, all in one
-Redis round trip (``_publish``). A successful call therefore means the
-change is in PostgreSQL. PostgreSQL's unique indexes decide every unique
+Redis round trip (``_publish``). Both steps run in one task of
+``WriteTasks``, so a cancelled caller cannot stop a write between them. A
+successful call therefore means the change is in PostgreSQL. PostgreSQL's unique indexes decide every unique
 race, across replicas; the Redis index only mirrors them for lookups.
 
 Read path: Redis first; on a miss PostgreSQL, then Redis is refilled with
@@ -27,6 +28,7 @@ from vv.storage.entity import Entity
 from vv.storage.hashing import hash_secret, verify_secret
 from vv.storage.postgres import Database, key_column, quote
 from vv.storage.redis_side import TOMBSTONE, EventStream, HotStore
+from vv.storage.writes import WriteTasks
 
 __all__ = ["ForeignRecords", "Records"]
 
@@ -64,6 +66,7 @@ class Records:
         database: Database,
         service: ServiceSide,
         storage: Any,
+        writes: WriteTasks,
         events: EventStream | None = None,
     ) -> None:
         """``events`` is the service's event stream when the write script may append record events to it.
@@ -76,6 +79,7 @@ class Records:
         self.database = database
         self.service = service
         self._storage = storage
+        self._writes = writes
         self._events = events
         self._table = quote(entity.name)
         self._public_keys = {"id", *entity.public_fields}
@@ -91,28 +95,39 @@ class Records:
         """
         record = self.entity.check_new({**(values or {}), **fields})
         await self._check_references(record)
-        row = await self._insert(await self._hash_secrets(record))
-
-        public = self._public_record(row)
-        await self._publish("added", row["_version"], public, codec.encode_value(public), self._indexes(row, {}))
-        return public["id"]
+        hashed = await self._hash_secrets(record)
+        return await self._writes.run(self._add_row(hashed))
 
     async def update(self, record_id: int, changes: dict[str, Any] | None = None, /, **fields: Any) -> dict:
         """Change some fields of a record; return the record as it is now."""
         converted = self.entity.check_changes({**(changes or {}), **fields})
         await self._check_references(converted)
-        row = await self._update(checked_id(record_id), await self._hash_secrets(converted))
+        hashed = await self._hash_secrets(converted)
+        return await self._writes.run(self._update_row(checked_id(record_id), hashed))
 
+    async def delete(self, record_id: int) -> None:
+        """Delete a record and free its unique values; raise NotFound if it does not exist."""
+        await self._writes.run(self._delete_row(checked_id(record_id)))
+
+    # Each of these runs as one WriteTasks task: the statement, then the Redis step.
+
+    async def _add_row(self, record: dict[str, Any]) -> int:
+        row = await self._insert(record)
+        public = self._public_record(row)
+        await self._publish("added", row["_version"], public, codec.encode_value(public), self._indexes(row, {}))
+        return public["id"]
+
+    async def _update_row(self, record_id: int, changes: dict[str, Any]) -> dict:
+        row = await self._update(record_id, changes)
         public = self._public_record(row)
         old_keys = {name: row[f"_old_{key_column(name)}"] for name in self.entity.unique_fields}
         indexes = self._indexes(row, old_keys)
         await self._publish("updated", row["_version"], public, codec.encode_value(public), indexes)
         return public
 
-    async def delete(self, record_id: int) -> None:
-        """Delete a record and free its unique values; raise NotFound if it does not exist."""
+    async def _delete_row(self, record_id: int) -> None:
         sql = f"DELETE FROM {self._table} WHERE id = $1 RETURNING *, nextval('vv_versions') AS _deleted_version"
-        row = await self.database.fetchrow(sql, checked_id(record_id))
+        row = await self.database.fetchrow(sql, record_id)
         if row is None:
             raise NotFound(f"{self.entity.name} {record_id} not found")
 

@@ -14,6 +14,7 @@ from vv._keys import ServiceKeys
 from vv.storage import codec
 from vv.storage.postgres import Database
 from vv.storage.redis_side import TOMBSTONE, HotStore
+from vv.storage.writes import WriteTasks
 
 __all__ = ["State"]
 
@@ -26,11 +27,14 @@ _UPSERT = (
 class State:
     """Named JSON values: ``await state.set("level", 3)``, ``await state.get("level")``."""
 
-    def __init__(self, keys: ServiceKeys, hot: HotStore, database: Database, ttl_s: float | None) -> None:
+    def __init__(
+        self, keys: ServiceKeys, hot: HotStore, database: Database, ttl_s: float | None, writes: WriteTasks
+    ) -> None:
         self.keys = keys
         self.hot = hot
         self.database = database
         self.ttl_s = ttl_s
+        self._writes = writes
 
     async def get(self, name: str, default: Any = None) -> Any:
         """Return the value stored under ``name``, or ``default`` if there is none."""
@@ -49,12 +53,18 @@ class State:
         """Store ``value`` (any JSON value) under ``name``, committed to PostgreSQL first."""
         key = self.keys.state(_checked_name(name))
         text = codec.encode_value(codec.check_json_value(value, f"state {name!r}"))
-        version = await self.database.fetchval(_UPSERT, name, text)
-        await self.hot.write_cell(key, version, text, self.ttl_s)
+        await self._writes.run(self._store(name, key, text))
 
     async def delete(self, name: str) -> None:
         """Remove ``name``; nothing happens if it is not set."""
         key = self.keys.state(_checked_name(name))
+        await self._writes.run(self._remove(name, key))
+
+    async def _store(self, name: str, key: str, text: str) -> None:
+        version = await self.database.fetchval(_UPSERT, name, text)
+        await self.hot.write_cell(key, version, text, self.ttl_s)
+
+    async def _remove(self, name: str, key: str) -> None:
         sql = "DELETE FROM vv_state WHERE name = $1 RETURNING nextval('vv_versions')"
         version = await self.database.fetchval(sql, name)
         if version is not None:

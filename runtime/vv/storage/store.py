@@ -14,6 +14,7 @@ from vv.storage.postgres import Database
 from vv.storage.records import ForeignRecords, Records, ServiceSide
 from vv.storage.redis_side import DEFAULT_COMMAND_TIMEOUT_S, EventStream, HotStore
 from vv.storage.state import State
+from vv.storage.writes import WriteTasks
 
 __all__ = ["Storage", "open_storage"]
 
@@ -39,8 +40,11 @@ class Storage:
         self.service = service
         self.entity = entity
         self.hot_ttl_s = hot_ttl_s
-        self._records = None if entity is None else Records(entity, keys, hot, database, service, self, events)
-        self._state = None if database is None else State(keys, hot, database, hot_ttl_s)
+        self.writes = WriteTasks()
+        self._records = (
+            None if entity is None else Records(entity, keys, hot, database, service, self, self.writes, events)
+        )
+        self._state = None if database is None else State(keys, hot, database, hot_ttl_s, self.writes)
 
     @property
     def records(self) -> Records:
@@ -60,7 +64,7 @@ class Storage:
         """Return the append-only list ``name``."""
         if self.database is None:
             raise ConfigError(f"service {self.keys.service_id} has no database: set DATABASE to use lists")
-        return StoredList(name, self.keys, self.hot, self.database, self.hot_ttl_s)
+        return StoredList(name, self.keys, self.hot, self.database, self.hot_ttl_s, self.writes)
 
     def records_of(self, component: str) -> ForeignRecords | Records:
         """Return read-only access to the records of ``component`` in the same app."""
@@ -71,7 +75,8 @@ class Storage:
         return ForeignRecords(component, ServiceKeys(self.keys.app, component), self.hot, self.service)
 
     async def close(self) -> None:
-        """Send the Redis writes still waiting, then close the database pool."""
+        """Let running writes finish and send their Redis steps, then close the database pool."""
+        await self.writes.wait()
         await self.hot.close()
         if self.database is not None:
             await self.database.close()
