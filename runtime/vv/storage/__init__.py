@@ -42,7 +42,9 @@ Decisions, and where they are enforced:
   ``emit``, or a service side that is not a ``Service``, instead gets its
   ``emit`` called while the copy is written. Read path: Redis, then PostgreSQL, refilling Redis.
   Versions from one PostgreSQL sequence order the Redis writes (see
-  ``redis_side``).
+  ``redis_side``). Each write runs in a task of its own (``writes``), so a
+  caller cancelled by a timeout cannot stop it between the commit and the
+  Redis step, and concurrent writes share Redis round trips (``redis_side``).
 - Values are stored as JSON text (``codec``) in Redis and in the text
   columns of dict, list and object fields. Other fields use typed columns. None, "", "None", 0,
   False, floats (bit for bit), control characters and 4-byte characters
