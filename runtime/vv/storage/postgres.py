@@ -50,6 +50,8 @@ _UNAVAILABLE_ERRORS = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    # Raised when every try found a pooled connection that the server had closed.
+    asyncpg.InternalClientError,
 )
 
 
@@ -114,8 +116,15 @@ class Database:
             raise StorageUnavailable(f"storage of {self.service_id} is closed")
         try:
             async with asyncio.timeout(OPERATION_TIMEOUT_S):
-                async with self.pool.acquire() as connection:
-                    return await operation(connection)
+                # Each idle connection of the pool may be broken the same way.
+                # _run_on_pooled_connection closes a broken one, and nothing
+                # was sent on it, so another try is safe.
+                for _ in range(POOL_MAX_SIZE):
+                    try:
+                        return await self._run_on_pooled_connection(operation)
+                    except asyncpg.InternalClientError:
+                        continue
+                return await self._run_on_pooled_connection(operation)
         except asyncpg.UniqueViolationError:
             raise
         except Exception as exc:
@@ -127,6 +136,19 @@ class Database:
             if isinstance(exc, asyncpg.PostgresError):
                 raise StorageError(f"PostgreSQL rejected a statement of {self.service_id}: {exc}") from exc
             raise
+
+    async def _run_on_pooled_connection(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with self.pool.acquire() as connection:
+            try:
+                return await operation(connection)
+            except asyncpg.InternalClientError:
+                # When the server ends an idle pooled session (for example on
+                # a fast shutdown), asyncpg (0.32) can read the server's error
+                # message before it sees the socket close. The connection's
+                # protocol then rejects the next statement before sending it.
+                # Closing the connection makes the pool open a new one.
+                connection.terminate()
+                raise
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         return await self.run(lambda connection: connection.fetchrow(sql, *args))
