@@ -320,7 +320,10 @@ class HotStore:
         Otherwise it joins the next batch. If Redis no longer has the script
         (after a restart or SCRIPT FLUSH), ``without_cache`` goes out in the
         next batch: EVAL runs the script and caches it for later EVALSHA
-        calls. Both steps happen even after the caller is cancelled.
+        calls. A command that waits for a batch is sent even after its
+        caller is cancelled, but a cancel stops one that the calling task
+        sends itself. So writes that must land run in tasks of their own
+        (``vv.storage.writes``).
         """
         outbox = self._outbox()
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
