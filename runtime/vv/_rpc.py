@@ -15,6 +15,7 @@ import decimal
 import itertools
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -315,7 +316,7 @@ class Client:
         except TimeoutError:
             raise RequestTimeout(
                 f"no reply from {keys.service_id}.{method} before its deadline, "
-                f"{(deadline_ms - called_ms) / 1000:.3g} s after the call"
+                f"{(deadline_ms - called_ms) / 1000:.3g} s after the call; the service may still have handled it"
             ) from None
         finally:
             self._waiting.pop(message_id, None)
@@ -330,6 +331,8 @@ class Client:
 
     def _deadline_ms(self, called_ms: int, timeout: float | None) -> int:
         timeout_s = self.settings.default_timeout_s if timeout is None else timeout
+        if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s >= 0):
+            raise ValueError(f"invalid timeout {timeout_s!r}: use a finite number of seconds, 0 or more")
         deadline_ms = called_ms + int(timeout_s * 1000)
         inherited_ms = current_deadline_ms.get()
         return min(deadline_ms, inherited_ms) if inherited_ms is not None else deadline_ms

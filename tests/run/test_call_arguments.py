@@ -57,3 +57,8 @@ def test_invalid_pair_rejected(pair):
 def test_invalid_json_rejected(text):
     with pytest.raises(VvkitError, match="invalid --json"):
         parse_arguments([], text)
+
+
+def test_repeated_pair_rejected():
+    with pytest.raises(VvkitError, match="name is given twice"):
+        parse_arguments(["name=Lungo", "caffeine=70", "name=Lungo2"], None)

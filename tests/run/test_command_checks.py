@@ -66,6 +66,15 @@ def test_up_rejects_timeout_not_above_zero(echo_workspace, run_vvkit, timeout):
     assert not state_path(echo_workspace / ".vvkit").exists()
 
 
+@pytest.mark.parametrize("timeout", ["inf", "nan", "0"])
+def test_call_rejects_invalid_timeout(echo_workspace, run_vvkit, timeout):
+    call = run_vvkit("call", "--timeout", timeout, "shop/echo", "health", cwd=echo_workspace)
+
+    assert call.returncode == 1
+    assert f"invalid --timeout {float(timeout)}" in call.stderr
+    assert "Traceback" not in call.stderr
+
+
 def test_up_names_unmet_requirements(echo_workspace, run_vvkit):
     requirements = echo_workspace / "services" / "shop" / "echo" / "requirements.txt"
     scaffolded = requirements.read_text()

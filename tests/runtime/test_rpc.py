@@ -136,6 +136,14 @@ async def test_timeout_names_target_and_method(redis_url, app_name):
             await svc.call("sleep", 1.0, timeout=0.2)
 
     assert timed_out.value.code == 504
+    assert "may still have handled it" in str(timed_out.value)
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), -1.0])
+async def test_call_rejects_invalid_timeout(redis_url, app_name, timeout):
+    async with Client(redis_url, app=app_name) as client:
+        with pytest.raises(ValueError, match="invalid timeout"):
+            await client.call("nobody", "health", timeout=timeout)
 
 
 async def test_call_without_service_times_out(redis_url, app_name):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Annotated, Any
 
 import typer
@@ -59,8 +60,8 @@ def call(
     """Send one RPC to a service and print its result as JSON."""
     service_id = _service_id(target)
     args, kwargs = parse_arguments(arguments or [], json_arguments)
-    if not timeout > 0:
-        raise VvkitError(f"invalid --timeout {timeout}: use a number of seconds above 0")
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise VvkitError(f"invalid --timeout {timeout}: use a finite number of seconds above 0")
     url, is_cluster = _transport(target, redis_url, cluster, workspace)
 
     result = asyncio.run(_send(url, is_cluster, service_id, method, args, kwargs, timeout))
@@ -89,10 +90,15 @@ def parse_arguments(pairs: list[str], json_text: str | None) -> tuple[list[Any],
             args = parsed
         else:
             raise VvkitError(f"invalid --json {json_text!r}: use an object for keyword arguments or an array for positional ones")
+    # A pair overrides the same key of --json, but two pairs with one key are a mistake.
+    paired: set[str] = set()
     for pair in pairs:
         key, equals, value = pair.partition("=")
         if not equals or not key.isidentifier():
             raise VvkitError(f"invalid argument {pair!r}: write KEY=VALUE with KEY a Python identifier, for example name=M1")
+        if key in paired:
+            raise VvkitError(f"invalid argument {pair!r}: {key} is given twice; pass each argument once")
+        paired.add(key)
         kwargs[key] = _value(value)
     return args, kwargs
 
