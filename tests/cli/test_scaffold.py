@@ -191,6 +191,30 @@ def test_starter_test_passes(workspace, run_vvkit, shared_redis_url):
     assert "2 passed" in result.stdout
 
 
+def test_starter_test_passes_with_entity(workspace, run_vvkit, shared_redis_url, database_url):
+    run_vvkit("new", "shop/coffee-machine", cwd=workspace, check=True)
+    folder = workspace / "services" / "shop" / "coffee-machine"
+    service = folder / "service.py"
+    source = service.read_text()
+    source = source.replace("from vv import Service, rpc", "from vv import Entity, Field, Service, rpc")
+    source = source.replace(
+        "    @rpc(http=[\"GET\"])",
+        "    entity = Entity(\"machine\", {\"name\": Field(str, unique=True)})\n\n    @rpc(http=[\"GET\"])",
+        1,
+    )
+    service.write_text(source)
+    env = {**os.environ, "VV_TEST_REDIS_URL": shared_redis_url, "VV_TEST_DATABASE_URL": database_url}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "tests")],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+    assert "entity = Entity(" in service.read_text()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
 @pytest.mark.parametrize(
     "command", ["init", "new", "list", "update", "sync", "up", "down", "ps", "logs", "call", "doctor"]
 )
