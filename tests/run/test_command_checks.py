@@ -66,7 +66,7 @@ def test_up_rejects_timeout_not_above_zero(echo_workspace, run_vvkit, timeout):
     assert not state_path(echo_workspace / ".vvkit").exists()
 
 
-@pytest.mark.parametrize("timeout", ["inf", "nan", "0"])
+@pytest.mark.parametrize("timeout", ["inf", "nan", "0", "0.0001"])
 def test_call_rejects_invalid_timeout(echo_workspace, run_vvkit, timeout):
     call = run_vvkit("call", "--timeout", timeout, "shop/echo", "health", cwd=echo_workspace)
 

@@ -29,6 +29,7 @@ from vvkit.names import check_label
 from vvkit.options import WorkspaceOption, open_workspace
 
 DEFAULT_TIMEOUT_S = 10.0
+MIN_TIMEOUT_S = 0.001
 
 
 class RemoteCallFailed(VvkitError):
@@ -52,7 +53,7 @@ def call(
     method: Annotated[str, typer.Argument(help="The RPC method name.", show_default=False)],
     arguments: Annotated[list[str] | None, typer.Argument(help="Keyword arguments as KEY=VALUE; VALUE is read as JSON when it is valid JSON, else taken as a string.", show_default=False)] = None,
     json_arguments: Annotated[str | None, typer.Option("--json", help="Arguments as JSON: an object for keyword arguments or an array for positional ones.", show_default=False)] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = DEFAULT_TIMEOUT_S,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply, at least 0.001.")] = DEFAULT_TIMEOUT_S,
     redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL to send through. Default: the Redis of the running local stack.", envvar="VVKIT_REDIS_URL", show_default=False)] = None,
     cluster: Annotated[bool | None, typer.Option("--cluster/--no-cluster", help="Whether --redis is a Redis Cluster. Default: from the local stack, else no.", show_default=False)] = None,
     workspace: WorkspaceOption = None,
@@ -60,8 +61,9 @@ def call(
     """Send one RPC to a service and print its result as JSON."""
     service_id = _service_id(target)
     args, kwargs = parse_arguments(arguments or [], json_arguments)
-    if not (timeout > 0 and math.isfinite(timeout)):
-        raise VvkitError(f"invalid --timeout {timeout}: use a finite number of seconds above 0")
+    # Deadlines travel in whole milliseconds, so a shorter timeout would be 0.
+    if not (timeout >= MIN_TIMEOUT_S and math.isfinite(timeout)):
+        raise VvkitError(f"invalid --timeout {timeout}: use a finite number of seconds, at least {MIN_TIMEOUT_S}")
     url, is_cluster = _transport(target, redis_url, cluster, workspace)
 
     result = asyncio.run(_send(url, is_cluster, service_id, method, args, kwargs, timeout))
