@@ -52,6 +52,7 @@ import redis.asyncio
 from vv import Service, TransportSettings
 from vv._transport import close_client, connect, storage_connections
 from vv.storage import Entity, Field, open_storage
+from vv.storage.postgres import _keep_session
 from vvkit.local.servers import PostgresServer, RedisServer
 
 CONCURRENCIES = (1, 32)
@@ -216,10 +217,6 @@ class Bench:
                 rows.append({"bench": "storage", "impl": impl, "concurrency": concurrency, **summary})
                 print(format_row(rows[-1]), file=sys.stderr)
         return rows
-
-
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Skip asyncpg's reset query on release, like the vvkit pool."""
 
 
 def format_row(row: dict) -> str:

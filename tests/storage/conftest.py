@@ -7,6 +7,7 @@ in test_service.py.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -86,3 +87,28 @@ async def open_user_storage(
 @pytest.fixture
 async def storage(open_user_storage: Callable[..., Any]) -> Storage:
     return await open_user_storage()
+
+
+@pytest.fixture
+async def private_redis(redis_server_factory) -> AsyncIterator[tuple[Any, redis.asyncio.Redis]]:
+    """A private redis-server that the test may pause, flush or stop, and a client of it."""
+    server = redis_server_factory()
+    client = redis.asyncio.Redis.from_url(server.url)
+    yield server, client
+    await client.aclose()
+
+
+@pytest.fixture
+def stop_postgres_fast() -> Callable[[Any], None]:
+    """Return a function that stops a PostgresServer with SIGINT (fast shutdown).
+
+    A fast shutdown closes client sessions at once, while SIGTERM requests a
+    smart shutdown, which waits for the pool's idle connections to disconnect.
+    """
+
+    def stop(server: Any) -> None:
+        server.process.send_signal(signal.SIGINT)
+        server.process.wait(timeout=30)
+        server.process = None
+
+    return stop

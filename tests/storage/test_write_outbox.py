@@ -5,18 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.asyncio
 
 from vv._errors import TransportError
 from vv.storage.redis_side import HotStore
-
-
-@pytest.fixture
-async def private_redis(redis_server_factory):
-    server = redis_server_factory()
-    client = redis.asyncio.Redis.from_url(server.url)
-    yield server, client
-    await client.aclose()
 
 
 async def test_concurrent_adds_each_find_their_copy(open_user_storage, redis_client):
@@ -62,7 +53,7 @@ async def test_flushed_scripts_are_loaded_again(open_user_storage, private_redis
 async def test_cancelled_caller_write_is_still_sent(private_redis):
     _, client = private_redis
     hot = HotStore(client, timeout_s=5.0)
-    # Pausing writes holds the first write in flight, so the second one
+    # Pausing writes keeps the first write in flight, so the second one
     # waits in the outbox for the next batch when its caller is cancelled.
     await client.client_pause(1000, all=False)
     first = asyncio.create_task(hot.write_cell("cell:first", 1, '"a"', None))

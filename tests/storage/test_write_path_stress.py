@@ -12,12 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import shutil
-import signal
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,9 +26,7 @@ from vv._keys import ServiceKeys
 from vv._rpc import Client
 from vv._service import ServiceRunner
 from vv._transport import close_client, connect
-from vv.storage import open_storage
 from vv.testing import run_service
-from vvkit.local.servers import PostgresServer
 
 ITEM = Entity("item", {"login": Field(str, required=True, unique=True), "level": Field(int, default=0)})
 
@@ -261,36 +255,11 @@ def service_storage_client(url: str) -> Any:
     return connect(url, cluster=False, settings=TransportSettings(), storage=True)
 
 
-def stop_postgres_fast(server: PostgresServer) -> None:
-    """Stop PostgreSQL with SIGINT (fast shutdown), which also closes the pool's idle sessions."""
-    server.process.send_signal(signal.SIGINT)
-    server.process.wait(timeout=30)
-    server.process = None
-
-
 async def wait_for_progress(ledger: Ledger, count: int, timeout_s: float = 10.0) -> None:
     """Wait until ``count`` writes have reported an outcome; raise TimeoutError after ``timeout_s``."""
     async with asyncio.timeout(timeout_s):
         while ledger.finished < count:
             await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def private_redis(redis_server_factory):
-    server = redis_server_factory()
-    client = redis.asyncio.Redis.from_url(server.url)
-    yield server, client
-    await client.aclose()
-
-
-@pytest.fixture
-def postgres():
-    """A private PostgreSQL server with its data folder outside pytest's temporary root (see test_postgres_outage)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="vv-stress-pg-"))
-    server = PostgresServer(data_dir).start()
-    yield server
-    server.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # --- concurrent load without trouble ---------------------------------------
@@ -371,7 +340,9 @@ async def test_writes_recover_after_redis_restart_and_script_flush(private_redis
     assert problems.events == []
 
 
-async def test_writes_recover_after_postgres_outage(postgres, redis_url, redis_client, app_name):
+async def test_writes_recover_after_postgres_outage(postgres_server_factory, stop_postgres_fast, redis_url,
+                                                   redis_client, app_name):
+    postgres = postgres_server_factory()
     ledger = Ledger()
     database_url = postgres.url()
 

@@ -144,7 +144,7 @@ class Database:
             except asyncpg.InternalClientError:
                 # When the server ends an idle pooled session (for example on
                 # a fast shutdown), asyncpg (0.32) can read the server's error
-                # message before it sees the socket close. The connection's
+                # message before it reads the end of the stream. The connection's
                 # protocol then rejects the next statement before sending it.
                 # Closing the connection makes the pool open a new one.
                 connection.terminate()
